@@ -1,0 +1,43 @@
+# The two commands: `make run` and `make test`. Both install what is missing first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STACK_DIR ?= .stack
+DEMO_PAGES ?= 50000
+
+.PHONY: run test setup system-deps lint typecheck unit stack-up stack-down lock clean
+
+setup: system-deps $(VENV)/.installed
+
+system-deps:
+	@bash ops/bootstrap.sh
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	@touch $@
+
+run: setup
+	$(PY) -m ops stack up --dir $(STACK_DIR)
+	eval "$$($(PY) -m ops stack env --dir $(STACK_DIR))" && \
+	  $(PY) -m gateway migrate && \
+	  $(PY) -m ops corpus --dir $(STACK_DIR) --pages $(DEMO_PAGES) --if-empty && \
+	  exec $(PY) -m gateway serve
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: setup lint
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+stack-up: setup
+	$(PY) -m ops stack up --dir $(STACK_DIR)
+
+stack-down:
+	$(PY) -m ops stack down --dir $(STACK_DIR)
+
+# Refresh the constraints file from the current venv (run after changing dependencies in pyproject.toml).
+lock:
+	$(PY) -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt

@@ -1,0 +1,98 @@
+"""``python -m gateway``: serve, migrate, and manage partitions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from gateway.settings import Settings, SettingsError, load_settings
+
+
+def _admin_primary(settings: Settings) -> str:
+    from routing.discovery import find_primary_dsn
+
+    dsns = settings.admin_dsns or settings.node_dsns
+    return find_primary_dsn(dsns)
+
+
+def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+
+    uvicorn.run(
+        create_app(settings),
+        host=args.host or settings.host,
+        port=args.port or settings.port,
+        log_level="info",
+        proxy_headers=False,
+        server_header=False,
+    )
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    import psycopg
+
+    from gateway import partitions
+    from migrations import runner
+
+    dsn = _admin_primary(settings)
+    applied = runner.migrate(dsn)
+    with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
+        # The width only matters for partitions created from now on; existing ones keep theirs.
+        partitions.set_width(conn, settings.partition_width)
+        created = partitions.ensure_ahead(conn, 1)
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "nothing (up to date)"
+    print(f"migrated: {names}; partitions created: {', '.join(created) or 'none'}")
+    return 0
+
+
+def _cmd_partitions(args: argparse.Namespace, settings: Settings) -> int:
+    import psycopg
+
+    from gateway import partitions
+
+    with psycopg.connect(_admin_primary(settings), autocommit=True, prepare_threshold=None) as conn:
+        if args.action == "ensure":
+            created = partitions.ensure_ahead(conn, args.ahead)
+            created += partitions.drain_default(conn)
+            print(f"created: {', '.join(created) or 'none'}")
+        elif args.action == "list":
+            print(f"{'partition':<28} {'from':<10} {'to':<10} {'rows':>12} {'size':>10}")
+            for p in partitions.list_partitions(conn, exact=args.exact):
+                frm = p.start.isoformat() if p.start else "DEFAULT"
+                to = p.end.isoformat() if p.end else ""
+                print(f"{p.name:<28} {frm:<10} {to:<10} {p.rows:>12,} {p.bytes / 1048576:>8.1f}MB")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve the GraphQL gateway with uvicorn")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.set_defaults(func=_cmd_serve)
+    mig = sub.add_parser("migrate", help="apply pending migrations to the primary")
+    mig.set_defaults(func=_cmd_migrate)
+    part = sub.add_parser("partitions", help="partition lifecycle of meeting_page")
+    part.add_argument("action", choices=["ensure", "list"])
+    part.add_argument("--ahead", type=int, default=3, help="periods to create after the current one")
+    part.add_argument("--exact", action="store_true", help="count rows exactly instead of estimating")
+    part.set_defaults(func=_cmd_partitions)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return int(args.func(args, settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

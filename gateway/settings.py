@@ -1,0 +1,142 @@
+"""All configuration, read once from ``GATEWAY_*`` environment variables and validated at start-up.
+
+Every problem is reported at once (pydantic collects them), so an operator fixes a bad deployment in one go.
+OpenTelemetry reads its own standard ``OTEL_*`` variables; nothing here duplicates them.
+
+Node lists use ``name=DSN`` pairs separated by commas, for example
+``GATEWAY_NODES="node1=host=127.0.0.1 port=6432 dbname=node1 user=gateway,node2=..."``. Roles are never
+configured: which node is the primary is discovered at run time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(RuntimeError):
+    """The environment does not describe a runnable gateway; the message lists every problem."""
+
+
+def parse_nodes(raw: str) -> dict[str, str]:
+    """Parse ``name=dsn,name=dsn`` into an ordered mapping, rejecting empty or duplicate names."""
+    nodes: dict[str, str] = {}
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        name, sep, dsn = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not dsn.strip() or not name.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"expected name=DSN pairs separated by commas, got {item.split('=')[0]!r}=…")
+        if name in nodes:
+            raise ValueError(f"node {name!r} is listed twice")
+        nodes[name] = dsn.strip()
+    return nodes
+
+
+class Settings(BaseSettings):
+    """The gateway's settings. Field names map to ``GATEWAY_<NAME>`` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="GATEWAY_", extra="ignore", frozen=True)
+
+    # --- database topology -------------------------------------------------------------------------------
+    nodes: str = Field(description="name=DSN pairs, one per PostgreSQL node, reached through PgBouncer")
+    admin_nodes: str = Field(
+        default="",
+        description="name=DSN pairs in PgBouncer session mode (or direct) for migrations, ingest and partitions",
+    )
+    partition_width: Literal["month", "year"] = "year"
+
+    # --- pools (psycopg_pool) -------------------------------------------------------------------------------
+    pool_min_size: int = Field(default=1, ge=0)
+    pool_max_size: int = Field(default=10, ge=1)
+    connect_timeout_s: float = Field(default=3.0, gt=0)
+    pool_timeout_s: float = Field(default=5.0, gt=0)
+    pool_max_lifetime_s: float = Field(default=3600.0, gt=0)
+    pool_max_idle_s: float = Field(default=300.0, gt=0)
+
+    # --- routing --------------------------------------------------------------------------------------------
+    health_interval_s: float = Field(default=1.0, gt=0)
+    max_staleness_ms: int = Field(default=5000, ge=0)
+    consistency_wait_ms: int = Field(default=500, ge=0)
+    primary_fallback: bool = True
+    routing_metadata: bool = False
+
+    # --- HTTP -------------------------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_query_depth: int = Field(default=10, ge=2)
+    max_query_cost: int = Field(default=5000, ge=10)
+    cursor_secret: str = Field(default="", description="HMAC key for cursors; random per process when unset")
+    write_tokens: str = Field(
+        default="",
+        description="comma-separated 'sha256:<hex>' (write rights) or 'read:sha256:<hex>' (authenticated, no writes)",
+    )
+
+    # --- cache ------------------------------------------------------------------------------------------------
+    redis_url: str = ""
+    cache_ttl_s: float = Field(default=60.0, ge=0)
+    cache_timeout_s: float = Field(default=0.05, gt=0)
+    cache_enabled: bool = True
+
+    @field_validator("nodes")
+    @classmethod
+    def _nodes_present(cls, value: str) -> str:
+        if not parse_nodes(value):
+            raise ValueError("at least one node is required")
+        return value
+
+    @field_validator("admin_nodes")
+    @classmethod
+    def _admin_nodes_valid(cls, value: str) -> str:
+        parse_nodes(value)
+        return value
+
+    @field_validator("write_tokens")
+    @classmethod
+    def _tokens_valid(cls, value: str) -> str:
+        for item in filter(None, (p.strip() for p in value.split(","))):
+            digest = item.removeprefix("read:").removeprefix("sha256:")
+            if not item.removeprefix("read:").startswith("sha256:") or len(digest) != 64:
+                raise ValueError("each token is stored hashed: 'sha256:<64 hex>' or 'read:sha256:<64 hex>'")
+            int(digest, 16)
+        return value
+
+    @model_validator(mode="after")
+    def _pool_sizes(self) -> Settings:
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("pool_min_size must not exceed pool_max_size")
+        return self
+
+    @property
+    def node_dsns(self) -> dict[str, str]:
+        return parse_nodes(self.nodes)
+
+    @property
+    def admin_dsns(self) -> dict[str, str]:
+        return parse_nodes(self.admin_nodes)
+
+    @property
+    def cursor_key(self) -> bytes:
+        return hashlib.sha256(self.cursor_secret.encode()).digest() if self.cursor_secret else _PROCESS_KEY
+
+
+# Without a configured secret, cursors are still signed, but only this process can read them back.
+_PROCESS_KEY = secrets.token_bytes(32)
+
+
+def load_settings() -> Settings:
+    """Read and validate the environment, raising one SettingsError that lists every problem."""
+    try:
+        return Settings()  # values come from the environment
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            problems.append(f"GATEWAY_{field.upper()}: {err['msg']}")
+        raise SettingsError("invalid configuration:\n  " + "\n  ".join(problems)) from None

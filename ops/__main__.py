@@ -1,0 +1,125 @@
+"""``python -m ops``: the local stack, the demo corpus, benchmarks and drills."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ops import stack
+
+
+def _cmd_stack(args: argparse.Namespace) -> int:
+    directory = Path(args.dir)
+    if args.action == "up":
+        layout = stack.up(directory, replicas=args.replicas, base_port=args.base_port)
+        print(f"stack up in {layout.dir}")
+        _print_status(directory)
+        print("\nexport these to point a gateway at it:")
+        for key, value in layout.gateway_env().items():
+            print(f"export {key}='{value}'")
+        return 0
+    if args.action == "down":
+        if not stack.down(directory):
+            print(f"no stack in {directory}")
+        else:
+            print(f"stack in {directory} stopped (data kept; 'rm -rf {directory}' deletes it)")
+        return 0
+    if args.action == "env":
+        found = stack.StackLayout.load(directory.resolve())
+        if found is None:
+            print(f"no stack in {directory}: run 'python -m ops stack up' first", file=sys.stderr)
+            return 1
+        for key, value in found.gateway_env().items():
+            print(f"export {key}='{value}'")
+        return 0
+    return 0 if _print_status(directory) else 1
+
+
+def _print_status(directory: Path) -> bool:
+    layout = stack.StackLayout.load(directory.resolve())
+    rows = stack.status(directory)
+    if layout is None or rows is None:
+        print(f"no stack in {directory}: run 'python -m ops stack up'")
+        return False
+    print(f"{'node':<7} {'port':>6} {'role':<8} {'tl':>3} {'lsn':<14} {'lag':>8}  logs")
+    for r in rows:
+        lag = "-" if r.lag_seconds is None else f"{r.lag_seconds:.3f}s"
+        print(
+            f"{r.name:<7} {r.port:>6} {r.role:<8} {r.timeline or '-':>3} {r.lsn or '-':<14} {lag:>8}  {r.log_dir}"
+        )
+    bouncer = "running" if stack.pgbouncer_running(layout) else "stopped"
+    print(f"pgbouncer 127.0.0.1:{layout.pgbouncer_port} {bouncer}  log {layout.dir}/pgbouncer.log")
+    if layout.redis_port:
+        redis = "running" if stack.redis_running(layout) else "stopped"
+        print(f"redis     127.0.0.1:{layout.redis_port} {redis}  log {layout.dir}/redis.log")
+    else:
+        print("redis     not installed (apt-get install redis-server); the gateway caches in memory")
+    return True
+
+
+def _cmd_corpus(args: argparse.Namespace) -> int:
+    from ops import corpus  # type: ignore[attr-defined,unused-ignore]
+
+    corpus.main(pages=args.pages, seed=args.seed, directory=Path(args.dir), if_empty=args.if_empty)
+    return 0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from ops import bench  # type: ignore[attr-defined,unused-ignore]
+
+    return int(bench.main(args.what, args.rest))
+
+
+def _cmd_drill(args: argparse.Namespace) -> int:
+    from ops import drills  # type: ignore[attr-defined,unused-ignore]
+
+    return int(drills.main(args.what, args.rest))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    st = sub.add_parser("stack", help="boot, inspect or stop the local primary/replicas/PgBouncer/Redis")
+    st.add_argument("action", choices=["up", "down", "status", "env"])
+    st.add_argument("--replicas", type=int, default=2)
+    st.add_argument("--dir", default=str(stack.DEFAULT_DIR))
+    st.add_argument(
+        "--base-port",
+        type=int,
+        default=stack.DEFAULT_BASE_PORT,
+        help="primary's port; replicas follow, PgBouncer is +1000, Redis +950",
+    )
+    st.set_defaults(func=_cmd_stack)
+
+    co = sub.add_parser("corpus", help="generate a synthetic meeting corpus and COPY it into the stack")
+    co.add_argument("--pages", type=int, default=50_000)
+    co.add_argument("--seed", type=int, default=1)
+    co.add_argument("--dir", default=str(stack.DEFAULT_DIR))
+    co.add_argument("--if-empty", action="store_true", help="do nothing when pages are already loaded")
+    co.set_defaults(func=_cmd_corpus)
+
+    be = sub.add_parser("bench", help="benchmarks (run by hand, never in CI)")
+    be.add_argument("what")
+    be.add_argument("rest", nargs=argparse.REMAINDER)
+    be.set_defaults(func=_cmd_bench)
+
+    dr = sub.add_parser("drill", help="failover drills against the local stack")
+    dr.add_argument("what")
+    dr.add_argument("rest", nargs=argparse.REMAINDER)
+    dr.set_defaults(func=_cmd_drill)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except stack.StackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

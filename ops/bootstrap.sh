@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the system packages the project needs, when they are missing. Idempotent and quick when all is there.
+# Runs as root (developers and CI are root here); as another user it only reports what is missing.
+set -euo pipefail
+
+need=()
+have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+for pkg in postgresql postgresql-contrib pgbouncer redis-server docker-compose ${EXTRA_APT_PACKAGES:-}; do
+  have_pkg "$pkg" || need+=("$pkg")
+done
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing system packages: ${need[*]} (run as root: apt-get install ${need[*]})" >&2
+  exit 1
+fi
+echo "installing system packages: ${need[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# policy-rc.d keeps Debian's post-install scripts from starting system-wide services on the standard ports:
+# the project runs its own servers on its own ports.
+printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
