@@ -1,4 +1,7 @@
-"""The ASGI application: Starlette routes around the Strawberry GraphQL endpoint."""
+"""The ASGI application: Starlette routes around the Strawberry GraphQL endpoint.
+
+Resources (the router's pools and health monitor) open and close in the lifespan, never at import time.
+"""
 
 from __future__ import annotations
 
@@ -6,13 +9,33 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from strawberry.asgi import GraphQL
 
+from gateway.graphql_app import GatewayGraphQL
+from gateway.middleware import GatewayMiddleware
 from gateway.settings import Settings
+from routing import Router
+from schema.mutations import Mutation
 from schema.root import build_schema
+
+
+def make_router(settings: Settings) -> Router:
+    return Router(
+        settings.node_dsns,
+        min_size=settings.pool_min_size,
+        max_size=settings.pool_max_size,
+        connect_timeout=settings.connect_timeout_s,
+        pool_timeout=settings.pool_timeout_s,
+        max_lifetime=settings.pool_max_lifetime_s,
+        max_idle=settings.pool_max_idle_s,
+        health_interval=settings.health_interval_s,
+        max_staleness_ms=settings.max_staleness_ms,
+        consistency_wait_ms=settings.consistency_wait_ms,
+        primary_fallback=settings.primary_fallback,
+    )
 
 
 async def healthz(request: Request) -> JSONResponse:
@@ -20,20 +43,60 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(settings: Settings) -> Starlette:
-    """Build the app; resources (pools, monitor, cache) open and close in the lifespan."""
-    graphql_app: GraphQL[object, object] = GraphQL(build_schema())
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: 200 when reads can be served and writes can reach a primary, else 503 saying what is missing."""
+    router: Router | None = request.app.state.router_ref.get("router")
+    if router is None:
+        return JSONResponse({"ready": False, "missing": ["router not started"]}, status_code=503)
+    nodes = router.nodes()
+    healthy = [n for n in nodes if n.healthy]
+    primary = [n for n in healthy if n.role == "primary"]
+    missing = []
+    if not healthy:
+        missing.append("reads: no healthy node")
+    if not primary:
+        missing.append("writes: no primary reachable")
+    body = {
+        "ready": not missing,
+        "missing": missing,
+        "nodes": [
+            {"name": n.name, "healthy": n.healthy, "role": n.role, "lagSeconds": n.lag_s} for n in nodes
+        ],
+    }
+    return JSONResponse(body, status_code=200 if not missing else 503)
+
+
+def create_app(settings: Settings, *, router: Router | None = None) -> Starlette:
+    """Build the app. Pass ``router`` to share an already-open router (tests); it is then not closed here."""
+    router_ref: dict[str, Router] = {}
+    schema = build_schema(mutation=Mutation, max_depth=settings.max_query_depth)
+    graphql_app = GatewayGraphQL(schema, settings=settings, router_ref=router_ref, graphql_ide="graphiql")
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        yield
+        if router is not None:
+            router_ref["router"] = router
+            yield
+            return
+        own = make_router(settings)
+        await own.open(wait=True)
+        router_ref["router"] = own
+        try:
+            yield
+        finally:
+            await own.close()
 
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
+            Route("/readyz", readyz),
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
         ],
+        middleware=[Middleware(GatewayMiddleware, settings=settings)],
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.router_ref = router_ref
+    if router is not None:
+        router_ref["router"] = router
     return app

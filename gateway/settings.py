@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     # --- HTTP -------------------------------------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # a whole document of pages
     max_query_depth: int = Field(default=10, ge=2)
     max_query_cost: int = Field(default=5000, ge=10)
     cursor_secret: str = Field(default="", description="HMAC key for cursors; random per process when unset")

@@ -59,14 +59,14 @@ def _print_status(directory: Path) -> bool:
 
 
 def _cmd_corpus(args: argparse.Namespace) -> int:
-    from ops import corpus  # type: ignore[attr-defined,unused-ignore]
+    from ops import corpus
 
     corpus.main(pages=args.pages, seed=args.seed, directory=Path(args.dir), if_empty=args.if_empty)
     return 0
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from ops import bench  # type: ignore[attr-defined,unused-ignore]
+    from ops import bench
 
     return int(bench.main(args.what, args.rest))
 

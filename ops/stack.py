@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import glob
+import hashlib
 import json
 import os
 import pwd
@@ -80,6 +81,8 @@ class StackLayout:
             "GATEWAY_ADMIN_NODES": admin,
             "GATEWAY_ROUTING_METADATA": "true",
             "GATEWAY_CURSOR_SECRET": self.dev_secret("cursor-secret"),
+            # The dev write token itself stays in the data folder; only its hash is configured.
+            "GATEWAY_WRITE_TOKENS": "sha256:" + hashlib.sha256(self.dev_secret("dev-write-token").encode()).hexdigest(),
         }
         if self.redis_port:
             env["GATEWAY_REDIS_URL"] = f"redis://127.0.0.1:{self.redis_port}/0"
@@ -553,8 +556,8 @@ def up(
         layout = make_layout(
             directory, replicas=replicas, base_port=base_port, with_redis=redis_bin() is not None
         )
-        _check_ports(layout)
         _prepare_dir(directory)
+        _check_ports(layout)
     _copy_base_conf(layout)
     primary = layout.node_names[0]
     if not (layout.node_dir(primary) / "PG_VERSION").exists():

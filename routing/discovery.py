@@ -6,9 +6,9 @@ from collections.abc import Mapping
 
 import psycopg
 
+from routing.errors import NoPrimaryError
 
-class NoPrimaryError(RuntimeError):
-    """No configured node answered as a primary."""
+__all__ = ["NoPrimaryError", "find_primary_dsn"]
 
 
 def find_primary_dsn(dsns: Mapping[str, str], *, timeout_s: float = 3.0) -> str:

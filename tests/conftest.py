@@ -9,14 +9,21 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import psycopg
 import pytest
 
+from gateway.settings import Settings
 from migrations import runner
-from ops import stack
+from ops import corpus, stack
+
+TEST_CORPUS_PAGES = 3000
 
 
 def _free_base_port() -> int:
@@ -34,7 +41,10 @@ def stack_layout() -> Iterator[stack.StackLayout]:
     layout = None
     try:
         layout = stack.up(directory, replicas=2, base_port=_free_base_port())
-        runner.migrate(layout.bouncer_dsn("node1_session", user="postgres"))
+        admin = layout.bouncer_dsn("node1_session", user="postgres")
+        runner.migrate(admin)
+        # A small synthetic corpus under every test (the loader wants empty tables, so it goes first).
+        corpus.load(admin, pages=TEST_CORPUS_PAGES, seed=7, workers=2, progress=False)
         yield layout
     finally:
         stack.down(directory)
@@ -56,3 +66,89 @@ def admin_conn(admin_dsn: str) -> Iterator[psycopg.Connection[tuple[object, ...]
 
 def has_binary(name: str) -> bool:
     return shutil.which(name) is not None
+
+
+# --- the gateway, served for real over HTTP ---------------------------------------------------------------
+
+WRITER_TOKEN = "test-writer-token"
+READER_TOKEN = "test-reader-token"
+
+
+def gateway_settings(layout: stack.StackLayout, **overrides: object) -> Settings:
+    from gateway.auth import hash_token
+
+    env = layout.gateway_env()
+    values: dict[str, object] = {
+        "nodes": env["GATEWAY_NODES"],
+        "admin_nodes": env["GATEWAY_ADMIN_NODES"],
+        "redis_url": env.get("GATEWAY_REDIS_URL", ""),
+        "cursor_secret": "test-cursor-secret",
+        "routing_metadata": True,
+        "write_tokens": f"{hash_token(WRITER_TOKEN)},read:{hash_token(READER_TOKEN)}",
+        "health_interval_s": 0.25,
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+class ServedGateway:
+    """A uvicorn server running the gateway in a background thread, on a free loopback port."""
+
+    def __init__(self, settings: Settings) -> None:
+        import uvicorn
+
+        from gateway.app import create_app
+
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self) -> ServedGateway:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the gateway did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def gateway(stack_layout: stack.StackLayout) -> Iterator[ServedGateway]:
+    with ServedGateway(gateway_settings(stack_layout)) as served:
+        yield served
+
+
+@pytest.fixture()
+def client(gateway: ServedGateway) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=gateway.url, timeout=30) as http:
+        yield http
+
+
+def gql(
+    http: httpx.Client,
+    query: str,
+    variables: dict[str, object] | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """POST a GraphQL request; never a 5xx."""
+    resp = http.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers or {})
+    assert resp.status_code < 500, resp.text
+    body: dict[str, Any] = resp.json()
+    return body

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -72,8 +74,12 @@ def test_up_on_a_running_stack_changes_nothing(stack_layout: stack.StackLayout) 
 
 def test_busy_port_gets_one_clear_line(tmp_path: Path, stack_layout: stack.StackLayout) -> None:
     busy = stack_layout.node_ports[0]
-    with pytest.raises(stack.StackError) as err:
-        stack.up(tmp_path / "other", replicas=1, base_port=busy)
+    directory = Path(tempfile.mkdtemp(prefix="civic-busy-"))
+    try:
+        with pytest.raises(stack.StackError) as err:
+            stack.up(directory, replicas=1, base_port=busy)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
     message = str(err.value)
     assert "busy" in message and str(busy) in message and "--base-port" in message
     assert "\n" not in message

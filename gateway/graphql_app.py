@@ -1,0 +1,120 @@
+"""The GraphQL endpoint: builds each request's context from its headers and shapes every response.
+
+Every error a client sees carries ``extensions.code``; unexpected failures are logged with their traceback
+and shown only as INTERNAL_SERVER_ERROR with no internal detail.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from graphql import GraphQLError
+from starlette.requests import Request
+from starlette.responses import Response
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from gateway.settings import Settings
+from routing import RequestRouting, Router, decode_token
+from schema.context import Context, Viewer
+from schema.cursors import CursorCodec
+from schema.errors import BAD_USER_INPUT, INTERNAL, client_code
+
+MAX_STALENESS_HEADER = "x-max-staleness-ms"
+CONSISTENCY_HEADER = "x-consistency-token"
+
+
+class HeaderError(ValueError):
+    """A request header the gateway reads is malformed; answered as BAD_USER_INPUT."""
+
+
+def request_routing(headers: Any, *, default_staleness_ms: int) -> RequestRouting:
+    """Read X-Max-Staleness-Ms and X-Consistency-Token; a malformed value is an error, never ignored."""
+    staleness = default_staleness_ms
+    raw = headers.get(MAX_STALENESS_HEADER)
+    if raw is not None:
+        if not raw.strip().isdigit() or len(raw.strip()) > 9:
+            raise HeaderError("X-Max-Staleness-Ms must be a whole number of milliseconds")
+        staleness = int(raw.strip())
+    min_lsn = None
+    token = headers.get(CONSISTENCY_HEADER)
+    if token is not None and token.strip():
+        try:
+            min_lsn = decode_token(token.strip())
+        except ValueError:
+            raise HeaderError("X-Consistency-Token is not a token this gateway issued") from None
+    return RequestRouting(max_staleness_ms=staleness, min_lsn=min_lsn)
+
+
+def shape_error(error: GraphQLError) -> dict[str, Any]:
+    """The client's view of one error: the message and code, or a masked internal error."""
+    code = client_code(error)
+    if code is None:
+        shaped: dict[str, Any] = {"message": "internal error", "extensions": {"code": INTERNAL}}
+    else:
+        shaped = dict(error.formatted)
+        extensions = dict(shaped.get("extensions") or {})
+        extensions["code"] = code or BAD_USER_INPUT
+        shaped["extensions"] = extensions
+    if error.path:
+        shaped["path"] = list(error.path)
+    return shaped
+
+
+class GatewayGraphQL(GraphQL[Context, None]):
+    """Strawberry's ASGI view with the gateway's context and response shaping."""
+
+    def __init__(
+        self, schema: Any, *, settings: Settings, router_ref: dict[str, Router], **kwargs: Any
+    ) -> None:
+        super().__init__(schema, **kwargs)
+        self._settings = settings
+        self._router_ref = router_ref
+        self._codec = CursorCodec(settings.cursor_key)
+
+    async def get_context(self, request: Any, response: Any) -> Context:
+        routing = request.scope.get("gateway.routing") or RequestRouting(
+            max_staleness_ms=self._settings.max_staleness_ms
+        )
+        ctx = Context(router=self._router_ref.get("router"), routing=routing, codec=self._codec)
+        viewer = request.scope.get("gateway.viewer")
+        if isinstance(viewer, Viewer):
+            ctx.viewer = viewer
+        request.scope["gateway.context"] = ctx
+        return ctx
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        body: GraphQLHTTPResponse = {"data": result.data}
+        if result.errors:
+            body["errors"] = [shape_error(e) for e in result.errors]
+        extensions: dict[str, Any] = dict(result.extensions or {})
+        ctx = request.scope.get("gateway.context")
+        if isinstance(ctx, Context):
+            if self._settings.routing_metadata and ctx.routing.decisions:
+                extensions["routing"] = [
+                    {
+                        "node": d.node,
+                        "role": d.role,
+                        "lagMs": d.lag_ms,
+                        "waitedMs": d.waited_ms,
+                        "retried": d.retried,
+                    }
+                    for d in ctx.routing.decisions
+                ]
+            extensions["statements"] = ctx.statements
+            if ctx.consistency_token:
+                extensions["consistencyToken"] = ctx.consistency_token
+        trace_id = request.scope.get("gateway.trace_id")
+        if trace_id:
+            extensions["traceId"] = trace_id
+        if extensions:
+            body["extensions"] = extensions
+        return body
+
+
+def error_response(message: str, code: str, status: int) -> Response:
+    """A GraphQL-shaped error for failures before execution (headers, body size)."""
+    payload = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
+    return Response(json.dumps(payload), status_code=status, media_type="application/json")

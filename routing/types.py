@@ -1,0 +1,82 @@
+"""Shared types of the routing package: what a caller passes in and what the router reports back."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal, TypeVar
+
+import psycopg
+
+__all__ = ["NodeRole", "NodeState", "ReadFn", "RequestRouting", "Role", "RouteInfo", "T"]
+
+T = TypeVar("T")
+
+#: The work the router runs on one connection, inside one transaction that it opens and commits.
+ReadFn = Callable[[psycopg.AsyncConnection[Any]], Awaitable[T]]
+
+#: Where a call was served.
+Role = Literal["primary", "replica"]
+
+#: What the monitor last learned about a node; "unknown" until it has answered once.
+NodeRole = Literal["primary", "replica", "unknown"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RouteInfo:
+    """What one database call was routed to.
+
+    ``lag_ms`` is the replica's replay lag as last measured (None on the primary); ``waited_ms`` is the time
+    spent waiting for a replica to reach the request's ``min_lsn``; ``retried`` is True when the first node
+    failed and the call was served by another one.
+    """
+
+    node: str
+    role: Role
+    lag_ms: float | None
+    waited_ms: float
+    retried: bool
+
+
+@dataclasses.dataclass(kw_only=True)
+class RequestRouting:
+    """Routing wishes and routing record of one GraphQL request; pass the same object to every call.
+
+    ``max_staleness_ms`` overrides the router's default staleness bound for replicas. ``min_lsn`` asks for
+    read-your-writes: only nodes that have replayed at least that WAL position may serve reads. A successful
+    ``Router.write`` raises ``min_lsn`` to the write's LSN, so later reads of the same request see the write.
+    """
+
+    max_staleness_ms: int | None = None
+    min_lsn: int | None = None
+    decisions: list[RouteInfo] = dataclasses.field(default_factory=list, init=False)
+
+    def __post_init__(self) -> None:
+        if self.max_staleness_ms is not None and self.max_staleness_ms < 0:
+            raise ValueError("max_staleness_ms must be >= 0")
+        if self.min_lsn is not None and self.min_lsn < 0:
+            raise ValueError("min_lsn must be >= 0")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NodeState:
+    """A snapshot of one node for /readyz and /metrics.
+
+    ``healthy`` means the router may send calls there now. ``replay_lsn`` is set on replicas and
+    ``primary_lsn`` (``pg_current_wal_lsn()``) on a primary; ``lag_s`` is the replica's replay lag. ``role`` and
+    the positions are the last ones observed, so they stay filled in while a node is ejected.
+    ``ejected_reason`` says why an unhealthy node is out (a failed poll, a failed call, a split brain).
+    ``pool`` is ``psycopg_pool``'s ``get_stats()`` for the node's request pool.
+    """
+
+    name: str
+    healthy: bool
+    role: NodeRole
+    replay_lsn: int | None
+    primary_lsn: int | None
+    lag_s: float | None
+    timeline: int | None
+    in_flight: int
+    ejected_reason: str | None
+    checked_ago_s: float | None
+    pool: Mapping[str, int]

@@ -1,0 +1,396 @@
+"""The SQL behind ``search``: keyset pages that stay fast whatever the selectivity of the words.
+
+Why the statement looks the way it does (figures in docs/performance.md):
+
+* **Newest/oldest first.** Walking the (meeting_date, id) index and checking each row against the tsquery is
+  the cheapest plan when matches are common, and a disaster when they are rare (the planner walked the whole
+  table for a word that matched nothing: 5-41 s in DESIGN.md §6). So the walk is *bounded*: it looks at most
+  ``DATE_WINDOW`` rows past the cursor. If that finds a full page, the page is exact (the walk is in order).
+  If not, and the window was full, the same statement falls back to the GIN index, where the matches are few
+  and sort cheaply. The fallback sits behind a one-time filter, so it costs nothing when the walk sufficed.
+* **Relevance.** Ranking every match of a common word costs seconds (ts_rank over 99 % of 1M pages: 4.6 s).
+  Ranking is therefore done over a bounded candidate set: the matches among the newest ``RELEVANCE_WINDOW``
+  pages when those hold at least ``RELEVANCE_MIN_CANDIDATES`` matches, else the newest
+  ``RELEVANCE_CANDIDATES`` matches taken from the GIN index. It is "the best matches among recent pages",
+  which is what people searching minutes ask for, at a bounded cost. Paging is keyset on (rank, date, id).
+* Every filter reads columns copied onto ``meeting_page``. Town and state filters become an array of
+  municipality ids computed once (an InitPlan); date filters are plain range predicates, so partitions are
+  pruned at plan time.
+* The existence of a row on the other side of the cursor (for exact ``pageInfo``) is computed in the same
+  statement: usually by checking that the cursor's own row still matches, an index lookup.
+
+Nothing from the client is ever formatted into SQL text: fragments are constants, values are parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any, Literal
+
+from psycopg import sql
+
+Order = Literal["NEWEST", "OLDEST", "RELEVANCE"]
+
+DATE_WINDOW = 2000
+RELEVANCE_WINDOW = 10_000
+RELEVANCE_MIN_CANDIDATES = 200
+RELEVANCE_CANDIDATES = 1000
+COUNT_CAP = 10_000
+
+TSQ = sql.SQL("websearch_to_tsquery('public.civic'::regconfig, %(q)s)")
+HEADLINE_OPTIONS = (
+    'StartSel="\ue000", StopSel="\ue001", MaxWords=50, MinWords=15, ShortWord=3, '
+    'MaxFragments=3, FragmentDelimiter=" ... "'
+)
+PAGE_COLUMNS = sql.SQL(
+    "p.id, p.meeting_date, p.document_id, p.municipality_id, p.document_type::text, p.page_number, p.text, "
+    "p.page_image"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpec:
+    """A normalised search: what a cursor is bound to, and what the cache key is made of."""
+
+    query: str
+    order: Order = "NEWEST"
+    municipalities: tuple[str, ...] | None = None
+    states: tuple[str, ...] | None = None
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
+    document_type: str | None = None
+    meeting_name: str | None = None
+
+    def binding(self) -> list[Any]:
+        return [
+            "search",
+            self.query,
+            self.order,
+            self.municipalities,
+            self.states,
+            self.date_from,
+            self.date_to,
+            self.document_type,
+            self.meeting_name,
+        ]
+
+
+@dataclasses.dataclass(frozen=True)
+class PageRow:
+    """One page as a search (or node lookup) returns it."""
+
+    id: str
+    meeting_date: dt.date
+    document_id: int
+    municipality_id: int
+    document_type: str
+    page_number: int
+    text: str
+    page_image: str | None
+    rank: float | None = None
+
+    def date_key(self) -> list[Any]:
+        return [self.meeting_date.isoformat(), self.id]
+
+    def relevance_key(self) -> list[Any]:
+        return [self.rank, self.meeting_date.isoformat(), self.id]
+
+
+def _filters(spec: SearchSpec, alias: str, *, walk: bool | None) -> list[sql.Composable]:
+    """Filter predicates on ``alias``. ``walk=True``: only those that keep the date walk index-ordered and
+    bounded; ``walk=False``: the rest; ``None``: all of them."""
+    a = sql.Identifier(alias)
+    out: list[sql.Composable] = []
+    single_town = spec.municipalities is not None and len(spec.municipalities) == 1
+    if walk in (True, None):
+        if spec.date_from is not None:
+            out.append(sql.SQL("{a}.meeting_date >= %(date_from)s").format(a=a))
+        if spec.date_to is not None:
+            out.append(sql.SQL("{a}.meeting_date <= %(date_to)s").format(a=a))
+        if single_town:
+            # A scalar subquery keeps `municipality_id = $x` an index condition of the (town, date, id) index.
+            out.append(
+                sql.SQL(
+                    "{a}.municipality_id = (SELECT m.id FROM public.municipality m WHERE m.subdomain = %(town)s)"
+                ).format(a=a)
+            )
+    if walk in (False, None):
+        if spec.municipalities is not None and not single_town:
+            out.append(
+                sql.SQL(
+                    "{a}.municipality_id = ANY (ARRAY(SELECT m.id FROM public.municipality m "
+                    "WHERE m.subdomain = ANY (%(towns)s)))"
+                ).format(a=a)
+            )
+        if spec.states is not None:
+            out.append(
+                sql.SQL(
+                    "{a}.municipality_id = ANY (ARRAY(SELECT m.id FROM public.municipality m "
+                    "WHERE m.state = ANY (%(states)s)))"
+                ).format(a=a)
+            )
+        if spec.document_type is not None:
+            out.append(sql.SQL("{a}.document_type = %(doctype)s::public.document_type").format(a=a))
+        if spec.meeting_name is not None:
+            out.append(
+                sql.SQL(
+                    "{a}.document_id IN (SELECT d.id FROM public.meeting_document d WHERE d.name_vector @@ "
+                    "websearch_to_tsquery('public.civic'::regconfig, %(mname)s))"
+                ).format(a=a)
+            )
+    return out
+
+
+def _and(parts: list[sql.Composable]) -> sql.Composable:
+    return sql.SQL(" AND ").join(parts) if parts else sql.SQL("true")
+
+
+def params(spec: SearchSpec) -> dict[str, Any]:
+    p: dict[str, Any] = {"q": spec.query}
+    if spec.date_from is not None:
+        p["date_from"] = spec.date_from
+    if spec.date_to is not None:
+        p["date_to"] = spec.date_to
+    if spec.municipalities is not None:
+        if len(spec.municipalities) == 1:
+            p["town"] = spec.municipalities[0]
+        else:
+            p["towns"] = list(spec.municipalities)
+    if spec.states is not None:
+        p["states"] = list(spec.states)
+    if spec.document_type is not None:
+        p["doctype"] = spec.document_type
+    if spec.meeting_name is not None:
+        p["mname"] = spec.meeting_name
+    return p
+
+
+def _date_keyset(alias: str, op: str) -> sql.Composable:
+    a = sql.Identifier(alias)
+    # The extra meeting_date bound is implied by the row comparison, but only it lets the planner prune
+    # partitions on the far side of the cursor.
+    date_op = "<=" if op == "<" else ">="
+    return sql.SQL(
+        "({a}.meeting_date, {a}.id) {op} (%(k_date)s::date, %(k_id)s::text) "
+        "AND {a}.meeting_date {dop} %(k_date)s::date"
+    ).format(a=a, op=sql.SQL(op), dop=sql.SQL(date_op))
+
+
+def _picked_ctes(
+    spec: SearchSpec, *, desc: bool, keyset: bool, window: int, target: int, accept: int
+) -> sql.Composable:
+    """CTEs ``win``, ``hits``, ``state`` and ``picked``: the first ``target`` matches in date order.
+
+    ``picked`` holds (id, meeting_date). It comes from the bounded walk when the walk found at least ``accept``
+    matches or walked off the end of the data, and from the GIN index otherwise.
+    """
+    direction = sql.SQL("DESC" if desc else "ASC")
+    op = "<" if desc else ">"
+    walk_where = _filters(spec, "p", walk=True)
+    if keyset:
+        walk_where.append(_date_keyset("p", op))
+    outer = _filters(spec, "w", walk=False)
+    fallback = [sql.SQL("p.search_vector @@ {}").format(TSQ), *_filters(spec, "p", walk=None)]
+    if keyset:
+        fallback.append(_date_keyset("p", op))
+    return sql.SQL(
+        """
+        win AS MATERIALIZED (
+            SELECT p.id, p.meeting_date, p.municipality_id, p.document_type, p.document_id,
+                   p.search_vector @@ {tsq} AS hit
+              FROM public.meeting_page p
+             WHERE {walk_where}
+             ORDER BY p.meeting_date {dir}, p.id {dir}
+             LIMIT {window}
+        ),
+        hits AS MATERIALIZED (
+            SELECT w.id, w.meeting_date FROM win w
+             WHERE w.hit AND {outer}
+             ORDER BY w.meeting_date {dir}, w.id {dir}
+             LIMIT {target}
+        ),
+        state AS MATERIALIZED (
+            SELECT (SELECT count(*) FROM hits) >= {accept} OR (SELECT count(*) FROM win) < {window} AS walked
+        ),
+        picked AS (
+            SELECT h.id, h.meeting_date FROM hits h WHERE (SELECT walked FROM state)
+            UNION ALL
+            (SELECT p.id, p.meeting_date
+               FROM public.meeting_page p
+              WHERE NOT (SELECT walked FROM state) AND {fallback}
+              ORDER BY p.meeting_date + 0 {dir}, p.id {dir}
+              LIMIT {target})
+        )
+        """
+    ).format(
+        tsq=TSQ,
+        walk_where=_and(walk_where),
+        dir=direction,
+        window=sql.Literal(window),
+        outer=_and(outer),
+        target=sql.Literal(target),
+        accept=sql.Literal(accept),
+        fallback=_and(fallback),
+    )
+
+
+def date_page(
+    spec: SearchSpec, *, forward: bool, size: int, cursor: list[Any] | None
+) -> tuple[sql.Composed, dict[str, Any]]:
+    """One NEWEST/OLDEST page: ``size + 1`` rows in scan order, plus ``has_other`` on every row.
+
+    ``has_other`` says whether a matching row exists on the far side of the cursor (always false without one).
+    """
+    desc = (spec.order == "NEWEST") == forward
+    p = params(spec)
+    if cursor is not None:
+        p["k_date"], p["k_id"] = dt.date.fromisoformat(str(cursor[0])), str(cursor[1])
+    direction = sql.SQL("DESC" if desc else "ASC")
+    if cursor is None:
+        has_other: sql.Composable = sql.SQL("false")
+    else:
+        other_op = ">=" if desc else "<="
+        all_filters = _and([sql.SQL("p.search_vector @@ {}").format(TSQ), *_filters(spec, "p", walk=None)])
+        has_other = sql.SQL(
+            """CASE WHEN EXISTS (SELECT 1 FROM public.meeting_page p
+                                  WHERE p.id = %(k_id)s AND p.meeting_date = %(k_date)s::date AND {f})
+                    THEN true
+                    ELSE EXISTS (SELECT 1 FROM public.meeting_page p
+                                  WHERE {f} AND (p.meeting_date, p.id) {op} (%(k_date)s::date, %(k_id)s::text))
+               END"""
+        ).format(f=all_filters, op=sql.SQL(other_op))
+    query = sql.SQL(
+        """
+        WITH {ctes}
+        SELECT r.*, o.has_other
+          FROM (SELECT {has_other} AS has_other) o
+          LEFT JOIN LATERAL (
+                SELECT {cols}, NULL::real AS rank
+                  FROM picked k
+                  JOIN public.meeting_page p ON p.id = k.id AND p.meeting_date = k.meeting_date
+                 ORDER BY p.meeting_date {dir}, p.id {dir}
+          ) r ON true
+        """
+    ).format(
+        ctes=_picked_ctes(
+            spec, desc=desc, keyset=cursor is not None, window=DATE_WINDOW, target=size + 1, accept=size + 1
+        ),
+        has_other=has_other,
+        cols=PAGE_COLUMNS,
+        dir=direction,
+    )
+    return query, p
+
+
+def relevance_page(
+    spec: SearchSpec, *, forward: bool, size: int, cursor: list[Any] | None
+) -> tuple[sql.Composed, dict[str, Any]]:
+    """One RELEVANCE page over the bounded candidate set, keyset on (rank, meeting_date, id)."""
+    p = params(spec)
+    desc = forward
+    keyset: sql.Composable = sql.SQL("true")
+    has_other: sql.Composable = sql.SQL("false")
+    if cursor is not None:
+        p["k_rank"], p["k_date"], p["k_id"] = (
+            float(cursor[0]),
+            dt.date.fromisoformat(str(cursor[1])),
+            str(cursor[2]),
+        )
+        op, other = ("<", ">=") if desc else (">", "<=")
+        keyset = sql.SQL(
+            "(c.rank, c.meeting_date, c.id) {} (%(k_rank)s::real, %(k_date)s::date, %(k_id)s::text)"
+        ).format(sql.SQL(op))
+        has_other = sql.SQL(
+            "EXISTS (SELECT 1 FROM ranked c WHERE (c.rank, c.meeting_date, c.id) {} "
+            "(%(k_rank)s::real, %(k_date)s::date, %(k_id)s::text))"
+        ).format(sql.SQL(other))
+    direction = sql.SQL("DESC" if desc else "ASC")
+    query = sql.SQL(
+        """
+        WITH {ctes},
+        ranked AS MATERIALIZED (
+            SELECT k.id, k.meeting_date, ts_rank(p.search_vector, {tsq}, 1) AS rank
+              FROM picked k
+              JOIN public.meeting_page p ON p.id = k.id AND p.meeting_date = k.meeting_date
+        ),
+        chosen AS (
+            SELECT c.* FROM ranked c WHERE {keyset}
+             ORDER BY c.rank {dir}, c.meeting_date {dir}, c.id {dir}
+             LIMIT {limit}
+        )
+        SELECT r.*, o.has_other
+          FROM (SELECT {has_other} AS has_other) o
+          LEFT JOIN LATERAL (
+                SELECT {cols}, c.rank
+                  FROM chosen c
+                  JOIN public.meeting_page p ON p.id = c.id AND p.meeting_date = c.meeting_date
+          ) r ON true
+        """
+    ).format(
+        ctes=_picked_ctes(
+            spec,
+            desc=True,
+            keyset=False,
+            window=RELEVANCE_WINDOW,
+            target=RELEVANCE_CANDIDATES,
+            accept=RELEVANCE_MIN_CANDIDATES,
+        ),
+        tsq=TSQ,
+        keyset=keyset,
+        dir=direction,
+        limit=sql.Literal(size + 1),
+        has_other=has_other,
+        cols=PAGE_COLUMNS,
+    )
+    return query, p
+
+
+def count_query(spec: SearchSpec) -> tuple[sql.Composed, dict[str, Any]]:
+    """Exact count up to COUNT_CAP + 1; never a COUNT(*) over every match."""
+    where = _and([sql.SQL("p.search_vector @@ {}").format(TSQ), *_filters(spec, "p", walk=None)])
+    query = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM public.meeting_page p WHERE {} LIMIT {}) s").format(
+        where, sql.Literal(COUNT_CAP + 1)
+    )
+    return query, params(spec)
+
+
+def estimate_query(spec: SearchSpec) -> tuple[sql.Composed, dict[str, Any]]:
+    """The planner's estimate of the number of matches (EXPLAIN only, nothing is executed)."""
+    where = _and([sql.SQL("p.search_vector @@ {}").format(TSQ), *_filters(spec, "p", walk=None)])
+    return sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM public.meeting_page p WHERE {}").format(
+        where
+    ), params(spec)
+
+
+def headline_query() -> sql.Composed:
+    """ts_headline for a batch of pages, with sentinel delimiters that are HTML-escaped afterwards.
+
+    Sentinels are private-use characters; any occurrence in the source text is removed first, so only the
+    delimiters ts_headline inserts can become <mark> tags. ``<`` and ``>`` are swapped for two more
+    private-use characters, because ts_headline's parser would otherwise drop anything that looks like a tag
+    instead of letting it come back escaped (see loaders.render_headline).
+    """
+    return sql.SQL(
+        """
+        SELECT p.id, p.meeting_date,
+               ts_headline('public.civic'::regconfig,
+                           translate(p.text, E'<>\\uE000\\uE001', E'\\uE002\\uE003'),
+                           {tsq}, {opts})
+          FROM public.meeting_page p
+          JOIN unnest(%(ids)s::text[], %(dates)s::date[]) AS k(id, meeting_date)
+            ON p.id = k.id AND p.meeting_date = k.meeting_date
+        """
+    ).format(tsq=TSQ, opts=sql.Literal(HEADLINE_OPTIONS))
+
+
+def pages_by_key() -> sql.Composed:
+    """Pages by (id, meeting_date): each lookup touches one partition."""
+    return sql.SQL(
+        """
+        SELECT {cols}, NULL::real AS rank
+          FROM public.meeting_page p
+          JOIN unnest(%(ids)s::text[], %(dates)s::date[]) AS k(id, meeting_date)
+            ON p.id = k.id AND p.meeting_date = k.meeting_date
+        """
+    ).format(cols=PAGE_COLUMNS)

@@ -1,0 +1,322 @@
+"""Static checks of the container files: docker-compose.yml, Dockerfile, .dockerignore and ops/docker/.
+
+No Docker engine runs on the development machines or in CI, so nothing here builds or starts a container.
+``docker-compose config`` validates and resolves the compose file without an engine; the tests that need it
+are skipped when the binary is missing. The resolved config is checked as text (service blocks at two
+spaces of indentation, keys sorted), so no YAML library is needed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+OPS_DOCKER = ROOT / "ops" / "docker"
+
+SERVICES = {"pg-primary", "pg-replica1", "pg-replica2", "pgbouncer", "redis", "jaeger", "gateway"}
+POSTGRES_SERVICES = ("pg-primary", "pg-replica1", "pg-replica2")
+# Variables the compose file reads with defaults; unset so the check sees the file's own defaults.
+COMPOSE_VARIABLES = (
+    "POSTGRES_PASSWORD",
+    "REPLICATION_PASSWORD",
+    "GATEWAY_DB_PASSWORD",
+    "GATEWAY_CURSOR_SECRET",
+)
+
+
+def _compose(*args: str) -> subprocess.CompletedProcess[str]:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        pytest.skip("docker-compose not installed: apt-get install docker-compose")
+    env = {k: v for k, v in os.environ.items() if k not in COMPOSE_VARIABLES and not k.startswith("COMPOSE_")}
+    return subprocess.run(
+        [binary, "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def config_text() -> str:
+    proc = _compose("config")
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def _service_blocks(config: str) -> dict[str, str]:
+    """Split ``docker-compose config`` output into the text of each service, keyed by name."""
+    blocks: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    in_services = False
+    for line in config.splitlines():
+        if not line.startswith(" "):  # a top-level key: services, volumes, networks, ...
+            in_services = line.rstrip() == "services:"
+            current = None
+            continue
+        if not in_services:
+            continue
+        match = re.fullmatch(r"  ([A-Za-z0-9_.-]+):\s*", line)
+        if match:
+            current = blocks.setdefault(match.group(1), [])
+        elif current is not None:
+            current.append(line)
+    return {name: "\n".join(lines) for name, lines in blocks.items()}
+
+
+def _environment(block: str) -> dict[str, str]:
+    """A service's environment; values folded over several lines by ``docker-compose config`` are rejoined."""
+    env: dict[str, str] = {}
+    section = re.search(r"^    environment:\n((?:      .*\n?)+)", block, re.MULTILINE)
+    assert section, "no environment"
+    key = None
+    for line in section.group(1).splitlines():
+        entry = re.fullmatch(r"      ([A-Za-z_][A-Za-z0-9_]*): ?(.*)", line)
+        if entry:
+            key = entry.group(1)
+            env[key] = entry.group(2).strip()
+        elif key is not None:  # continuation, indented deeper than the key
+            env[key] = f"{env[key]} {line.strip()}"
+    return env
+
+
+def _top_level_keys(block: str) -> set[str]:
+    """The keys directly under a service (four spaces of indentation)."""
+    return {m.group(1) for m in re.finditer(r"^    ([a-z_]+):", block, re.MULTILINE)}
+
+
+@pytest.fixture(scope="module")
+def services(config_text: str) -> dict[str, str]:
+    return _service_blocks(config_text)
+
+
+# --- docker-compose -------------------------------------------------------------------------------------------
+
+
+def test_compose_config_is_valid() -> None:
+    proc = _compose("config", "-q")
+    assert proc.returncode == 0, proc.stderr
+    # docker-compose reports ignored keys (deploy, unsupported options) as warnings but still exits 0.
+    assert "WARNING" not in proc.stderr, proc.stderr
+
+
+def test_compose_defines_the_topology() -> None:
+    proc = _compose("config", "--services")
+    assert proc.returncode == 0, proc.stderr
+    assert set(proc.stdout.split()) == SERVICES
+
+
+def test_parsed_blocks_match_the_service_list(services: dict[str, str]) -> None:
+    assert set(services) == SERVICES
+
+
+def test_every_service_has_a_healthcheck(services: dict[str, str]) -> None:
+    for name, block in services.items():
+        assert "healthcheck" in _top_level_keys(block), f"{name} has no healthcheck"
+        assert "disable: true" not in block, f"{name} disables its healthcheck"
+        assert re.search(r"^      test:", block, re.MULTILINE), f"{name}'s healthcheck has no test"
+
+
+def test_every_service_has_resource_limits(services: dict[str, str]) -> None:
+    for name, block in services.items():
+        keys = _top_level_keys(block)
+        assert {"mem_limit", "cpus"} <= keys or "deploy" in keys, f"{name} has no resource limits"
+
+
+def test_postgres_services(services: dict[str, str]) -> None:
+    for name in POSTGRES_SERVICES:
+        block = services[name]
+        assert "image: postgres:15" in block, name
+        assert "shm_size" in _top_level_keys(block), f"{name} has no shm_size"
+        assert "pg_isready" in block, f"{name}'s healthcheck does not use pg_isready"
+        # Every node reads the shared settings (wal_level, hot_standby, preloaded libraries).
+        assert "ops/postgresql.conf:/etc/postgresql/postgresql.conf:ro" in block, name
+        assert "config_file=/etc/postgresql/postgresql.conf" in block, name
+        assert "listen_addresses=*" in block, name
+    conf = (ROOT / "ops" / "postgresql.conf").read_text()
+    assert re.search(r"^wal_level = replica", conf, re.MULTILINE)
+    assert re.search(r"^hot_standby = on", conf, re.MULTILINE)
+    assert re.search(r"^shared_preload_libraries = 'pg_stat_statements,auto_explain'", conf, re.MULTILINE)
+
+
+def test_replicas_clone_the_primary(services: dict[str, str]) -> None:
+    slots = set()
+    for name in ("pg-replica1", "pg-replica2"):
+        block = services[name]
+        assert "replica-entrypoint.sh" in block, name
+        assert "PRIMARY_HOST: pg-primary" in block, name
+        slot = re.search(r"REPLICATION_SLOT: (\S+)", block)
+        assert slot, f"{name} has no replication slot"
+        slots.add(slot.group(1))
+        assert re.search(r"depends_on:\n      pg-primary:\n        condition: service_healthy", block), name
+    assert len(slots) == 2, "the replicas must use different slots"
+    script = (OPS_DOCKER / "replica-entrypoint.sh").read_text()
+    assert re.search(r"pg_basebackup .*\n?.*-R -C -S \"\$REPLICATION_SLOT\"", script)
+    assert "exec docker-entrypoint.sh" in script
+
+
+def test_primary_allows_replication(services: dict[str, str]) -> None:
+    assert "/docker-entrypoint-initdb.d/" in services["pg-primary"]
+    script = (OPS_DOCKER / "primary-init.sh").read_text()
+    assert "REPLICATION" in script
+    assert re.search(r"^host replication replicator all scram-sha-256$", script, re.MULTILINE)
+
+
+def test_pgbouncer_configuration() -> None:
+    ini = (OPS_DOCKER / "pgbouncer.ini").read_text()
+    settings = dict(re.findall(r"^(\w+) = (.*)$", ini, re.MULTILINE))
+    assert settings["pool_mode"] == "transaction"
+    assert settings["default_pool_size"] == "25"
+    assert settings["max_client_conn"] == "200"
+    assert settings["listen_port"] == "6432"
+    for host, alias in (("pg-primary", "node1"), ("pg-replica1", "node2"), ("pg-replica2", "node3")):
+        assert f"{alias} = host={host} port=5432 dbname=civic\n" in ini
+        assert re.search(
+            rf"^{alias}_session = host={host} port=5432 dbname=civic pool_mode=session", ini, re.MULTILINE
+        )
+
+
+def test_gateway_environment(services: dict[str, str]) -> None:
+    block = services["gateway"]
+    env = _environment(block)
+    nodes = env["GATEWAY_NODES"].split(",")
+    admin = env["GATEWAY_ADMIN_NODES"].split(",")
+    for i, alias in enumerate(("node1", "node2", "node3")):
+        assert nodes[i].startswith(f"{alias}=host=pgbouncer port=6432 dbname={alias} user=gateway "), nodes[i]
+        assert admin[i].startswith(
+            f"{alias}=host=pgbouncer port=6432 dbname={alias}_session user=postgres "
+        ), admin[i]
+    assert len(nodes) == len(admin) == 3
+    assert env["GATEWAY_REDIS_URL"] == "redis://redis:6379/0"
+    assert env["GATEWAY_CURSOR_SECRET"]
+    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
+    assert env["OTEL_SERVICE_NAME"] == "civic-gateway"
+    assert "dockerfile: Dockerfile" in block
+
+
+def test_dependencies_wait_for_health(services: dict[str, str]) -> None:
+    for name, block in services.items():
+        depends = re.search(r"^    depends_on:\n((?:      .*\n?)+)", block, re.MULTILINE)
+        if depends is None:
+            continue
+        conditions = re.findall(r"condition: (\S+)", depends.group(1))
+        assert conditions, f"{name} depends on services without a condition"
+        assert set(conditions) == {"service_healthy"}, f"{name}: {conditions}"
+    gateway = services["gateway"]
+    for dependency in ("pgbouncer", "redis", "jaeger"):
+        assert re.search(rf"^      {dependency}:\n        condition: service_healthy", gateway, re.MULTILINE)
+
+
+def test_jaeger_accepts_otlp(services: dict[str, str]) -> None:
+    block = services["jaeger"]
+    assert "image: jaegertracing/all-in-one" in block
+    assert 'COLLECTOR_OTLP_ENABLED: "true"' in block
+    for port in ("16686", "4317", "4318"):
+        assert f":{port}:{port}" in block
+
+
+def test_no_real_secrets_in_compose_file() -> None:
+    text = COMPOSE_FILE.read_text()
+    for variable in (
+        "POSTGRES_PASSWORD",
+        "REPLICATION_PASSWORD",
+        "GATEWAY_DB_PASSWORD",
+        "GATEWAY_CURSOR_SECRET",
+    ):
+        for match in re.finditer(rf"\b{variable}: (\S+)", text):
+            assert match.group(1).startswith("${"), f"{variable} is hard-coded: {match.group(0)}"
+    assert not re.search(r"password=(?!\$\{)", text), "a connection string carries a literal password"
+
+
+def test_shell_scripts_parse() -> None:
+    for script, shell in (
+        ("primary-init.sh", "bash"),
+        ("replica-entrypoint.sh", "bash"),
+        ("pgbouncer-entrypoint.sh", "sh"),
+    ):
+        binary = shutil.which(shell)
+        if binary is None:
+            pytest.skip(f"{shell} not installed")
+        proc = subprocess.run(
+            [binary, "-n", str(OPS_DOCKER / script)], capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 0, f"{script}: {proc.stderr}"
+
+
+# --- Dockerfile -------------------------------------------------------------------------------------------------
+
+
+def _dockerfile_instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    result = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        instruction, _, args = stripped.partition(" ")
+        result.append((instruction.upper(), args.strip()))
+    return result
+
+
+def test_dockerfile_runs_gateway_serve() -> None:
+    assert DOCKERFILE.exists()
+    instructions = _dockerfile_instructions()
+    cmds = [args for instruction, args in instructions if instruction == "CMD"]
+    assert cmds, "the Dockerfile has no CMD"
+    cmd = json.loads(cmds[-1])
+    assert cmd == ["python", "-m", "gateway", "serve", "--host", "0.0.0.0", "--port", "8000"]
+
+
+def test_dockerfile_build() -> None:
+    instructions = _dockerfile_instructions()
+    froms = [args.split()[0] for instruction, args in instructions if instruction == "FROM"]
+    assert froms and all(image == "python:3.11-slim" for image in froms)
+    runs = " ".join(args for instruction, args in instructions if instruction == "RUN")
+    assert "pip install -c constraints.txt ." in runs
+    copied = " ".join(args for instruction, args in instructions if instruction == "COPY")
+    for source in (
+        "pyproject.toml",
+        "constraints.txt",
+        "gateway/",
+        "schema/",
+        "routing/",
+        "migrations/",
+        "ops/",
+    ):
+        assert source in copied, f"{source} is not copied into the image"
+
+
+def test_dockerfile_runs_unprivileged_with_healthcheck() -> None:
+    instructions = _dockerfile_instructions()
+    users = [args for instruction, args in instructions if instruction == "USER"]
+    assert users, "the image runs as root"
+    assert users[-1].split(":")[0] not in {"root", "0"}
+    healthchecks = [args for instruction, args in instructions if instruction == "HEALTHCHECK"]
+    assert healthchecks
+    assert "http://127.0.0.1:8000/healthz" in healthchecks[-1]
+    assert "python" in healthchecks[-1] and "curl" not in healthchecks[-1]
+
+
+def test_dockerignore_keeps_local_state_out() -> None:
+    patterns = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    for pattern in (".venv", ".stack", ".git", "**/__pycache__", "node_modules", "docs"):
+        assert pattern in patterns, f".dockerignore does not exclude {pattern}"
+    for needed in ("gateway", "schema", "routing", "migrations", "ops", "pyproject.toml", "constraints.txt"):
+        assert needed not in patterns, f".dockerignore excludes {needed}, which the build copies"

@@ -1,0 +1,97 @@
+"""Promotion and split brain on a throwaway stack of its own (the shared session stack is never promoted).
+
+The scenario of a failover drill, bounded in time: the primary crashes, writes are refused, a replica is
+promoted and takes writes within 3 s with no restart of the router, then the old primary comes back on its old
+timeline, still claiming to be primary, and is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from ops import stack
+from routing import NoPrimaryError, RequestRouting, Router
+
+pytestmark = pytest.mark.slow
+
+
+def _free_base_port() -> int:
+    # Away from the session stack's range (43000-49000) and from the dev stack's default (55432).
+    for base in range(50000, 54000, 41):
+        if all(stack.port_is_free(p) for p in (base, base + 1, base + 950, base + 1000)):
+            return base
+    raise RuntimeError("no free port range for the promotion stack")
+
+
+@pytest.fixture()
+def own_stack() -> Iterator[stack.StackLayout]:
+    directory = Path(tempfile.mkdtemp(prefix="civic-routing-promotion-"))
+    try:
+        yield stack.up(directory, replicas=1, base_port=_free_base_port())
+    finally:
+        stack.destroy(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+async def _served_by(conn: psycopg.AsyncConnection[Any]) -> str:
+    cur = await conn.execute("SELECT current_setting('cluster_name')")
+    row = await cur.fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+async def _within(seconds: float, check: Any, what: str) -> float:
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < seconds, f"{what} not within {seconds} s"
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+async def test_promotion_is_followed_and_the_old_primary_refused(
+    own_stack: stack.StackLayout, caplog: pytest.LogCaptureFixture
+) -> None:
+    layout = own_stack
+    # The stack is not migrated (no gateway role): go through PgBouncer's transaction aliases as postgres.
+    nodes = {name: layout.bouncer_dsn(name, user="postgres") for name in layout.node_names}
+    async with Router(nodes, health_interval=0.5, pool_timeout=2.0, connect_timeout=2.0) as router:
+        assert router.primary == "node1"
+        assert (await router.write(_served_by))[0] == "node1"
+
+        await asyncio.to_thread(stack.stop_node, layout, "node1", mode="immediate")
+        await _within(3, lambda: router.primary is None, "losing the crashed primary")
+        with pytest.raises(NoPrimaryError):
+            await router.write(_served_by)
+
+        with psycopg.connect(layout.direct_dsn("node2"), autocommit=True) as conn:
+            conn.execute("SELECT pg_promote(wait => true)")
+        await _within(3, lambda: router.primary == "node2", "following the promotion")
+        request = RequestRouting()
+        served, lsn = await router.write(_served_by, request)
+        assert served == "node2" and lsn > 0
+        state = next(s for s in router.nodes() if s.name == "node2")
+        assert (state.role, state.timeline) == ("primary", 2)
+        # The promoted node now serves the request's read-your-writes read as the only primary.
+        assert await router.read(_served_by, request) == "node2"
+
+        caplog.clear()
+        await asyncio.to_thread(stack.start_node, layout, "node1")  # back as a primary on timeline 1
+        await _within(5, lambda: router.events.writes_refused_split_brain >= 1, "refusing the old primary")
+        old = next(s for s in router.nodes() if s.name == "node1")
+        assert old.role == "primary" and not old.healthy and "split brain" in (old.ejected_reason or "")
+        assert router.primary == "node2"
+        assert (await router.write(_served_by))[0] == "node2"
+        assert any(
+            r.name == "routing" and r.levelno == logging.WARNING and "split brain" in r.getMessage()
+            for r in caplog.records
+        )
