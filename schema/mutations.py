@@ -116,7 +116,10 @@ async def _write(ctx: Context, fn: Callable[[psycopg.AsyncConnection[Any]], Awai
             "no primary is reachable: writes are unavailable right now; nothing was written"
         ) from None
     except RoutingError:
-        raise Unavailable("the write could not reach the primary; nothing was written") from None
+        # The primary failed during the call: the transaction may or may not have committed.
+        raise Unavailable(
+            "the primary failed during the write; it may or may not have been applied - read it back before retrying"
+        ) from None
     except pg_errors.QueryCanceled:
         raise Timeout("the write took too long and was rolled back") from None
     except pg_errors.LockNotAvailable:
