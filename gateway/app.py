@@ -14,6 +14,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from gateway.apq import PersistedQueries
+from gateway.cache import ResultCache
 from gateway.graphql_app import GatewayGraphQL
 from gateway.middleware import GatewayMiddleware
 from gateway.settings import Settings
@@ -70,21 +72,32 @@ def create_app(settings: Settings, *, router: Router | None = None) -> Starlette
     """Build the app. Pass ``router`` to share an already-open router (tests); it is then not closed here."""
     router_ref: dict[str, Router] = {}
     schema = build_schema(mutation=Mutation, max_depth=settings.max_query_depth)
-    graphql_app = GatewayGraphQL(schema, settings=settings, router_ref=router_ref, graphql_ide="graphiql")
+    cache = ResultCache(
+        redis_url=settings.redis_url,
+        ttl_s=settings.cache_ttl_s,
+        timeout_s=settings.cache_timeout_s,
+        enabled=settings.cache_enabled,
+    )
+    graphql_app = GatewayGraphQL(
+        schema, settings=settings, router_ref=router_ref, cache=cache, graphql_ide="graphiql"
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        if router is not None:
-            router_ref["router"] = router
-            yield
-            return
-        own = make_router(settings)
-        await own.open(wait=True)
-        router_ref["router"] = own
         try:
-            yield
+            if router is not None:
+                router_ref["router"] = router
+                yield
+                return
+            own = make_router(settings)
+            await own.open(wait=True)
+            router_ref["router"] = own
+            try:
+                yield
+            finally:
+                await own.close()
         finally:
-            await own.close()
+            await cache.close()
 
     app = Starlette(
         routes=[
@@ -92,11 +105,13 @@ def create_app(settings: Settings, *, router: Router | None = None) -> Starlette
             Route("/readyz", readyz),
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
         ],
-        middleware=[Middleware(GatewayMiddleware, settings=settings)],
+        # Outermost first: size limits and headers, then persisted queries (which may rewrite the body).
+        middleware=[Middleware(GatewayMiddleware, settings=settings), Middleware(PersistedQueries, cache=cache)],
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.router_ref = router_ref
+    app.state.cache = cache
     if router is not None:
         router_ref["router"] = router
     return app

@@ -16,6 +16,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
+from gateway.cache import ResultCache
 from gateway.settings import Settings
 from routing import RequestRouting, Router, decode_token
 from schema.context import Context, Viewer
@@ -67,11 +68,18 @@ class GatewayGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view with the gateway's context and response shaping."""
 
     def __init__(
-        self, schema: Any, *, settings: Settings, router_ref: dict[str, Router], **kwargs: Any
+        self,
+        schema: Any,
+        *,
+        settings: Settings,
+        router_ref: dict[str, Router],
+        cache: ResultCache | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(schema, **kwargs)
         self._settings = settings
         self._router_ref = router_ref
+        self._cache = cache
         self._codec = CursorCodec(settings.cursor_key)
 
     async def get_context(self, request: Any, response: Any) -> Context:
@@ -79,6 +87,9 @@ class GatewayGraphQL(GraphQL[Context, None]):
             max_staleness_ms=self._settings.max_staleness_ms
         )
         ctx = Context(router=self._router_ref.get("router"), routing=routing, codec=self._codec)
+        if self._cache is not None:
+            ctx.cache = self._cache
+            ctx.after_write = self._cache.bump
         viewer = request.scope.get("gateway.viewer")
         if isinstance(viewer, Viewer):
             ctx.viewer = viewer

@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     # --- cache ------------------------------------------------------------------------------------------------
     redis_url: str = ""
     cache_ttl_s: float = Field(default=60.0, ge=0)
-    cache_timeout_s: float = Field(default=0.05, gt=0)
+    cache_timeout_s: float = Field(default=0.1, gt=0)
     cache_enabled: bool = True
 
     @field_validator("nodes")

@@ -51,6 +51,8 @@ class StackLayout:
     node_ports: tuple[int, ...]
     pgbouncer_port: int
     redis_port: int | None
+    #: RAM each node may plan for; None scales to the machine (RAM / nodes). Throwaway stacks pass a small one.
+    memory_mb: int | None = None
 
     @property
     def node_names(self) -> list[str]:
@@ -111,6 +113,7 @@ class StackLayout:
             node_ports=tuple(raw["node_ports"]),
             pgbouncer_port=raw["pgbouncer_port"],
             redis_port=raw.get("redis_port"),
+            memory_mb=raw.get("memory_mb"),
         )
 
 
@@ -241,22 +244,25 @@ def _check_ports(layout: StackLayout) -> None:
         )
 
 
-def make_layout(directory: Path, *, replicas: int, base_port: int, with_redis: bool) -> StackLayout:
+def make_layout(
+    directory: Path, *, replicas: int, base_port: int, with_redis: bool, memory_mb: int | None = None
+) -> StackLayout:
     return StackLayout(
         dir=str(directory.resolve()),
         node_ports=tuple(base_port + i for i in range(replicas + 1)),
         pgbouncer_port=base_port + 1000,
         redis_port=(base_port + 950) if with_redis else None,
+        memory_mb=memory_mb,
     )
 
 
 # --- PostgreSQL nodes ------------------------------------------------------------------------------------------
 
 
-def _memory_settings(nodes: int) -> str:
-    """Scale memory to the machine: each node gets an equal share of RAM."""
+def _memory_settings(nodes: int, memory_mb: int | None = None) -> str:
+    """Scale memory to the machine: each node gets an equal share of RAM (or ``memory_mb`` when given)."""
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    share_mb = max(256, total // (1024 * 1024) // max(nodes, 1))
+    share_mb = memory_mb or max(256, total // (1024 * 1024) // max(nodes, 1))
     shared_buffers = min(share_mb // 4, 8192)
     return (
         f"shared_buffers = '{shared_buffers}MB'\n"
@@ -276,7 +282,7 @@ def _write_node_conf(layout: StackLayout, name: str) -> None:
         f"port = {port}\n"
         f"unix_socket_directories = '{layout.rundir}'\n"
         f"cluster_name = '{name}'\n"
-        f"{_memory_settings(len(layout.node_ports))}"
+        f"{_memory_settings(len(layout.node_ports), layout.memory_mb)}"
     )
     (node_dir / "postgresql.conf").write_text(conf)
     (node_dir / "pg_hba.conf").write_text(
@@ -541,7 +547,11 @@ def _stop_pidfile(pidfile: Path, *, timeout: float = 10.0) -> None:
 
 
 def up(
-    directory: Path = DEFAULT_DIR, *, replicas: int = 2, base_port: int = DEFAULT_BASE_PORT
+    directory: Path = DEFAULT_DIR,
+    *,
+    replicas: int = 2,
+    base_port: int = DEFAULT_BASE_PORT,
+    memory_mb: int | None = None,
 ) -> StackLayout:
     """Boot the stack, or find it running and change nothing. Returns its layout."""
     directory = directory.resolve()
@@ -554,7 +564,11 @@ def up(
         _prepare_dir(directory)
     else:
         layout = make_layout(
-            directory, replicas=replicas, base_port=base_port, with_redis=redis_bin() is not None
+            directory,
+            replicas=replicas,
+            base_port=base_port,
+            with_redis=redis_bin() is not None,
+            memory_mb=memory_mb,
         )
         _prepare_dir(directory)
         _check_ports(layout)
@@ -654,3 +668,225 @@ def status(directory: Path = DEFAULT_DIR) -> list[NodeStatus] | None:
     if layout is None:
         return None
     return [node_status(layout, n) for n in layout.node_names]
+
+
+# --- failover operations (the drills in ops/drills.py and the runbook in docs/operations.md) -------------------------
+#
+# Appended for the failover drills; nothing above depends on them. A promotion needs no configuration change
+# elsewhere: PgBouncer has one alias per node and the gateway discovers roles, so only the standbys have to be
+# pointed at the new primary, each with a replication slot of its own there.
+
+
+def wal_position(layout: StackLayout, name: str) -> int | None:
+    """How far a running node's WAL goes, in bytes; None when it does not answer.
+
+    On a primary, ``pg_current_wal_lsn()``. On a standby, the greater of the received-and-flushed and the replayed
+    positions: promotion replays everything a standby has flushed, and synchronous replication guarantees that an
+    acknowledged commit is flushed on a standby, not that it is replayed there, so the received position is what
+    decides which standby holds the most (``pg_last_wal_replay_lsn()`` alone could pick one missing acked commits).
+    """
+    try:
+        with psycopg.connect(layout.direct_dsn(name, dbname="postgres"), autocommit=True) as conn:
+            row = conn.execute(
+                """
+                SELECT CASE WHEN pg_is_in_recovery()
+                            THEN greatest(coalesce(pg_last_wal_receive_lsn(), '0/0'), coalesce(pg_last_wal_replay_lsn(), '0/0'))
+                            ELSE pg_current_wal_lsn() END - '0/0'::pg_lsn
+                """
+            ).fetchone()
+    except psycopg.OperationalError:
+        return None
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def promote(layout: StackLayout, name: str, *, timeout: float = 60.0) -> None:
+    """Promote the standby ``name`` and wait until it accepts writes (``pg_promote(wait => true)``)."""
+    with psycopg.connect(layout.direct_dsn(name, dbname="postgres"), autocommit=True) as conn:
+        row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        if row is not None and not row[0]:
+            return  # already a primary: promoting again is a no-op, as a retried runbook step should be
+        row = conn.execute(
+            "SELECT pg_promote(wait => true, wait_seconds => %s)", [max(1, int(timeout))]
+        ).fetchone()
+    if row is None or not row[0]:
+        raise StackError(f"{name} was not promoted within {timeout:.0f} s: see {layout.node_dir(name)}/log/")
+
+
+def set_synchronous(layout: StackLayout, primary: str, standbys: Sequence[str] | None, *, quorum: int = 1) -> str:
+    """Make commits on ``primary`` wait for ``quorum`` of ``standbys`` (None or empty: asynchronous again).
+
+    Set with ALTER SYSTEM and a reload, so it holds across restarts of that node. Returns the new
+    ``synchronous_standby_names``. Standbys are matched by ``application_name``, which is the node's name here
+    (its ``cluster_name``, or the ``application_name`` that :func:`reattach` writes into ``primary_conninfo``).
+    """
+    from psycopg import sql
+
+    value = f"ANY {quorum} ({', '.join(standbys)})" if standbys else ""
+    with psycopg.connect(layout.direct_dsn(primary, dbname="postgres"), autocommit=True) as conn:
+        if value:
+            conn.execute(sql.SQL("ALTER SYSTEM SET synchronous_standby_names = {}").format(sql.Literal(value)))
+        else:
+            conn.execute("ALTER SYSTEM RESET synchronous_standby_names")
+        conn.execute("SELECT pg_reload_conf()")
+    return value
+
+
+def _upstream_conninfo(layout: StackLayout, upstream: str, name: str) -> str:
+    port = layout.node_ports[layout.node_names.index(upstream)]
+    return f"host=127.0.0.1 port={port} user={SERVER_USER} application_name={name}"
+
+
+def _ensure_slot(layout: StackLayout, primary: str, slot: str) -> None:
+    """A physical slot named after the standby on ``primary``, reserving WAL from now on (kept when it exists)."""
+    with psycopg.connect(layout.direct_dsn(primary, dbname="postgres"), autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", [slot]).fetchone()
+        if not exists:
+            conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", [slot])
+
+
+def _drop_idle_slots(layout: StackLayout, name: str) -> None:
+    """Drop inactive slots on a node that became a standby: left over from its time as primary, they would hold
+    back WAL removal there for ever."""
+    with (
+        contextlib.suppress(psycopg.Error),
+        psycopg.connect(layout.direct_dsn(name, dbname="postgres"), autocommit=True) as conn,
+    ):
+        conn.execute("SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE NOT active")
+
+
+def is_streaming(layout: StackLayout, name: str, *, primary: str) -> bool:
+    """Whether ``primary`` has been streaming WAL to ``name`` for a second (``pg_stat_replication``, by name)."""
+    try:
+        with psycopg.connect(layout.direct_dsn(primary, dbname="postgres"), autocommit=True) as conn:
+            # Streaming for a second at least: a standby whose history forked off the primary's connects,
+            # streams for a few milliseconds, is told the timeline ended, and retries every 5 s.
+            row = conn.execute(
+                "SELECT 1 FROM pg_stat_replication WHERE application_name = %s AND state = 'streaming' "
+                "AND backend_start < clock_timestamp() - interval '1 second'",
+                [name],
+            ).fetchone()
+    except psycopg.OperationalError:
+        return False
+    return row is not None
+
+
+def wait_streaming(layout: StackLayout, name: str, *, primary: str, timeout: float = 30.0) -> bool:
+    """Wait up to ``timeout`` seconds for :func:`is_streaming`; returns whether it came."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if is_streaming(layout, name, primary=primary):
+            return True
+        time.sleep(0.1)
+    return is_streaming(layout, name, primary=primary)
+
+
+def follow(layout: StackLayout, name: str, *, primary: str, timeout: float = 30.0) -> bool:
+    """Point the running standby ``name`` at ``primary`` without a restart; returns whether it streams.
+
+    The standby's ``primary_conninfo`` and ``primary_slot_name`` are changed with ALTER SYSTEM and a reload
+    (PostgreSQL 13+ restarts the WAL receiver on its own), and ``recovery_target_timeline = 'latest'`` (the
+    default) makes it follow the new timeline. That works when the standby has not replayed past the point where
+    the new primary's timeline forked, which holds for every standby when the most advanced one was promoted.
+    """
+    from psycopg import sql
+
+    _ensure_slot(layout, primary, name)
+    with psycopg.connect(layout.direct_dsn(name, dbname="postgres"), autocommit=True) as conn:
+        row = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        if row is None or not row[0]:
+            raise StackError(f"{name} is not a standby; use reattach() (pg_rewind) for a former primary")
+        conninfo = _upstream_conninfo(layout, primary, name)
+        conn.execute(sql.SQL("ALTER SYSTEM SET primary_conninfo = {}").format(sql.Literal(conninfo)))
+        conn.execute(sql.SQL("ALTER SYSTEM SET primary_slot_name = {}").format(sql.Literal(name)))
+        conn.execute("SELECT pg_reload_conf()")
+    return wait_streaming(layout, name, primary=primary, timeout=timeout)
+
+
+def _write_standby_conf(layout: StackLayout, name: str, *, primary: str) -> None:
+    """Rewrite a stopped node's upstream in ``postgresql.auto.conf`` and make sure it starts as a standby."""
+    node_dir = layout.node_dir(name)
+    auto = node_dir / "postgresql.auto.conf"
+    keep = [
+        line
+        for line in (auto.read_text().splitlines() if auto.exists() else [])
+        if line.split("=", 1)[0].strip() not in ("primary_conninfo", "primary_slot_name")
+    ]
+    conninfo = _upstream_conninfo(layout, primary, name).replace("'", "''")
+    keep += [f"primary_conninfo = '{conninfo}'", f"primary_slot_name = '{name}'"]
+    auto.write_text("\n".join(keep) + "\n")
+    signal = node_dir / "standby.signal"
+    signal.touch()
+    uid, gid = _server_uid_gid()
+    for path in (auto, signal):
+        os.chown(path, uid, gid)
+        path.chmod(0o600)
+
+
+def rewind(layout: StackLayout, name: str, *, primary: str, timeout: float = 600.0) -> None:
+    """Make the node ``name`` (a crashed or stopped former primary) a standby of ``primary`` with pg_rewind.
+
+    pg_rewind copies only the blocks that changed since the timelines forked (the stack runs with
+    ``wal_log_hints`` and data checksums, which it needs). Since PostgreSQL 13 it first finishes the crash
+    recovery of a node stopped with ``-m immediate`` by itself. It also copies the source's configuration files,
+    so the node's own ``postgresql.conf`` (port, cluster name) and upstream settings are written again after it.
+    """
+    stop_node(layout, name, mode="fast")
+    _ensure_slot(layout, primary, name)
+    # pg_rewind reads the source's timeline from its control file, which a promotion only updates at the next
+    # checkpoint; without one it finds "the same timeline", says "no rewind required" and leaves the node on
+    # the old history, where it can never stream from the new primary.
+    with psycopg.connect(layout.direct_dsn(primary, dbname="postgres"), autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+    src = layout.node_ports[layout.node_names.index(primary)]
+    _run(
+        [
+            pg_bin("pg_rewind"),
+            "-D",
+            str(layout.node_dir(name)),
+            "--source-server",
+            f"host=127.0.0.1 port={src} user={SERVER_USER} dbname=postgres",
+        ],
+        what=f"pg_rewind of {name} from {primary} (see {layout.node_dir(name)}/log/)",
+        timeout=timeout,
+    )
+    _write_node_conf(layout, name)
+    _write_standby_conf(layout, name, primary=primary)
+    start_node(layout, name)
+    _drop_idle_slots(layout, name)
+
+
+def reattach(
+    layout: StackLayout, name: str, *, primary: str, method: str = "auto", timeout: float = 60.0
+) -> str:
+    """Make ``name`` a streaming standby of ``primary``; returns the method that worked.
+
+    ``auto`` tries the cheapest first: ``follow`` (a running standby changes upstream, no restart), then
+    ``rewind`` (pg_rewind, for a former primary or a standby that diverged), then ``clone`` (a fresh base backup
+    with :func:`clone_replica`, which always works but copies the whole database). ``method`` forces one.
+    """
+    if name == primary:
+        raise StackError(f"{name} is the primary; there is nothing to reattach")
+    if method not in ("auto", "follow", "rewind", "clone"):
+        raise StackError(f"unknown reattach method {method!r}: choose auto, follow, rewind or clone")
+    if method in ("auto", "follow") and node_status(layout, name).role == "replica":
+        if follow(layout, name, primary=primary, timeout=min(timeout, 20.0) if method == "auto" else timeout):
+            return "follow"
+        if method == "follow":
+            raise StackError(f"{name} did not stream from {primary} within {timeout:.0f} s: see its log/")
+    elif method == "follow":
+        raise StackError(f"{name} is not a running standby; use --method rewind or clone")
+    if method in ("auto", "rewind"):
+        try:
+            rewind(layout, name, primary=primary)
+            if wait_streaming(layout, name, primary=primary, timeout=timeout):
+                return "rewind"
+            problem = f"{name} did not stream from {primary} within {timeout:.0f} s after pg_rewind"
+        except StackError as exc:
+            problem = str(exc)
+        if method == "rewind":
+            raise StackError(problem)
+    stop_node(layout, name, mode="fast")
+    clone_replica(layout, name, source=primary)
+    if not wait_streaming(layout, name, primary=primary, timeout=timeout):
+        raise StackError(f"{name} did not stream from {primary} within {timeout:.0f} s after a base backup")
+    return "clone"

@@ -210,9 +210,19 @@ class Router:
                 lag_ms=choice.node.lag_s * 1000.0 if on_replica and choice.node.lag_s is not None else None,
                 waited_ms=waited_ms,
                 retried=bool(failed),
+                lsn=self._data_lsn(choice, req.min_lsn),
             )
         )
         return result
+
+    def _data_lsn(self, choice: ReadChoice, min_lsn: int | None) -> int | None:
+        """A lower bound of the WAL position a read on ``choice`` saw (both sources only ever move forward)."""
+        if choice.node.role == "replica":
+            seen = choice.node.replay_lsn
+        else:
+            seen = next((h.primary_lsn for h in self._monitor.all() if h.name == choice.node.name), None)
+        bounds = [b for b in (seen, min_lsn) if b is not None]
+        return max(bounds) if bounds else None
 
     async def _route_read(self, staleness_ms: int, min_lsn: int | None) -> tuple[ReadChoice, float]:
         """Choose the node for a read, waiting up to ``consistency_wait_ms`` for a replica to reach ``min_lsn``."""

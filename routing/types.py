@@ -28,7 +28,10 @@ class RouteInfo:
 
     ``lag_ms`` is the replica's replay lag as last measured (None on the primary); ``waited_ms`` is the time
     spent waiting for a replica to reach the request's ``min_lsn``; ``retried`` is True when the first node
-    failed and the call was served by another one.
+    failed and the call was served by another one. ``lsn`` is a lower bound of the WAL position the data was
+    read at (the replica's replayed position, or the primary's position, as last measured, and never below
+    the request's ``min_lsn``); caches use it to decide whether a result may be served to a reader that must
+    see a given write.
     """
 
     node: str
@@ -36,6 +39,7 @@ class RouteInfo:
     lag_ms: float | None
     waited_ms: float
     retried: bool
+    lsn: int | None = None
 
 
 @dataclasses.dataclass(kw_only=True)

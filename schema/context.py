@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from routing import RequestRouting, Router
 from schema.cursors import CursorCodec
@@ -22,6 +22,18 @@ class Viewer:
     auth_problem: str | None = None
 
 
+class ResultCache(Protocol):
+    """What the schema needs of a cache (the gateway provides one; without it every read hits the database)."""
+
+    async def get_or_compute(
+        self,
+        parts: list[Any],
+        *,
+        min_lsn: int | None,
+        compute: Callable[[], Awaitable[tuple[Any, int | None]]],
+    ) -> Any: ...
+
+
 @dataclasses.dataclass
 class Context:
     """What a resolver may use. ``statements`` counts SQL statements sent for this request."""
@@ -32,10 +44,13 @@ class Context:
     viewer: Viewer = dataclasses.field(default_factory=Viewer)
     statements: int = 0
     consistency_token: str | None = None
-    # Optional hook the HTTP layer installs around each read (cache, tracing); receives a label and the thunk.
     loaders: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: Called with a label for every SQL statement sent (metrics, slow-request evidence).
     on_statement: Callable[[str], None] | None = None
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
+    cache: ResultCache | None = None
+    #: Hook run after each committed write (the gateway bumps the cache generation there).
+    after_write: Callable[[], Awaitable[None]] | None = None
 
     def loader(self, name: str, factory: Callable[[], Any]) -> Any:
         """One DataLoader per name per request, created on first use."""
@@ -43,5 +58,3 @@ class Context:
             self.loaders[name] = factory()
         return self.loaders[name]
 
-
-ReadThunk = Callable[[], Awaitable[Any]]

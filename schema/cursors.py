@@ -44,12 +44,17 @@ class CursorCodec:
     def _sign(self, payload: bytes) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).digest()[:_SIG_BYTES]
 
-    def encode(self, bound_to: str, key: list[Any]) -> str:
-        payload = json.dumps([VERSION, bound_to, key], separators=(",", ":")).encode()
+    def encode(self, bound_to: str, key: list[Any], *, page: int = 0) -> str:
+        """A cursor for the row with sort ``key``, on result page number ``page`` (0 = first page)."""
+        payload = json.dumps([VERSION, bound_to, key, page], separators=(",", ":")).encode()
         return f"{_b64(payload)}.{_b64(self._sign(payload))}"
 
     def decode(self, cursor: str, bound_to: str) -> list[Any]:
         """The sort key stored in ``cursor``, after checking its signature, version and binding."""
+        return self.decode_with_page(cursor, bound_to)[0]
+
+    def decode_with_page(self, cursor: str, bound_to: str) -> tuple[list[Any], int]:
+        """The sort key and the result page number stored in ``cursor``."""
         if len(cursor) > MAX_CURSOR_LENGTH or cursor.count(".") != 1:
             raise BadUserInput("invalid cursor")
         body, _, sig = cursor.partition(".")
@@ -60,11 +65,11 @@ class CursorCodec:
         if not hmac.compare_digest(signature, self._sign(payload)):
             raise BadUserInput("invalid cursor")
         try:
-            version, bound, key = json.loads(payload)
+            version, bound, key, page = json.loads(payload)
         except (ValueError, TypeError):
             raise BadUserInput("invalid cursor") from None
         if version != VERSION:
             raise BadUserInput("cursor is from an older version of the API; start the search again")
-        if bound != bound_to or not isinstance(key, list):
+        if bound != bound_to or not isinstance(key, list) or not isinstance(page, int):
             raise BadUserInput("cursor belongs to a different search, filter or order")
-        return key
+        return key, page

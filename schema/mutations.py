@@ -125,9 +125,8 @@ async def _write(ctx: Context, fn: Callable[[psycopg.AsyncConnection[Any]], Awai
     except pg_errors.LockNotAvailable:
         raise Timeout("the document is being written by another request; retry") from None
     ctx.consistency_token = encode_token(lsn)
-    hook = ctx.extras.get("after_write")
-    if callable(hook):
-        await hook()
+    if ctx.after_write is not None:
+        await ctx.after_write()
     return result
 
 

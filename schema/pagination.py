@@ -24,6 +24,8 @@ class PageRequest:
     forward: bool
     cursor_key: list[Any] | None
     has_cursor: bool
+    #: Result page number of a forward page (0 for the first), None for backward pages, whose number is unknown.
+    page: int | None = None
 
 
 def page_request(
@@ -53,5 +55,8 @@ def page_request(
     requested = first if forward else last
     size = DEFAULT_PAGE_SIZE if requested is None else requested
     cursor = after if forward else before
-    key = codec.decode(cursor, bound_to) if cursor is not None else None
-    return PageRequest(size=size, forward=forward, cursor_key=key, has_cursor=cursor is not None)
+    key, cursor_page = codec.decode_with_page(cursor, bound_to) if cursor is not None else (None, -1)
+    return PageRequest(
+        size=size, forward=forward, cursor_key=key, has_cursor=cursor is not None,
+        page=cursor_page + 1 if forward else None,
+    )

@@ -22,6 +22,8 @@ from schema.types import DocumentType, MeetingPage, PageInfo, SearchOrder, page_
 Ctx = Info[Context, None]
 MAX_QUERY_LENGTH = 500
 MAX_FILTER_VALUES = 100
+#: Only the first pages of a search are cached: deeper pages are rare and would only evict hot ones.
+CACHED_PAGES = 3
 _STATE_RE = re.compile(r"^[A-Za-z]{2}$")
 
 
@@ -169,9 +171,19 @@ async def run_search(
         _check_cursor_key(cursor, relevance=spec.order == "RELEVANCE")
     build = search_sql.relevance_page if spec.order == "RELEVANCE" else search_sql.date_page
     query, params = build(spec, forward=req.forward, size=req.size, cursor=cursor)
-    raw = await fetch_all(ctx, "search", query, params)
+
+    async def compute() -> tuple[Any, int | None]:
+        raw = await fetch_all(ctx, "search", query, params)
+        lsn = ctx.routing.decisions[-1].lsn if ctx.routing.decisions else None
+        return [_jsonable(r) for r in raw], lsn
+
+    if ctx.cache is not None and req.page is not None and req.page < CACHED_PAGES:
+        parts = [*spec.binding(), req.size, req.forward, cursor]
+        raw = await ctx.cache.get_or_compute(parts, min_lsn=ctx.routing.min_lsn, compute=compute)
+    else:
+        raw, _ = await compute()
     has_other = bool(raw[0][-1]) if raw else False
-    rows = [PageRow(*r[:-1]) for r in raw if r[0] is not None]
+    rows = [_page_row(r) for r in raw if r[0] is not None]
     if spec.order == "RELEVANCE":
         rows.sort(key=lambda r: (r.rank or 0.0, r.meeting_date, r.id), reverse=req.forward)
     has_more = len(rows) > req.size
@@ -183,7 +195,11 @@ async def run_search(
         SearchEdge(
             key=(r.meeting_date, r.id),
             query=spec.query,
-            cursor=ctx.codec.encode(bound, r.relevance_key() if spec.order == "RELEVANCE" else r.date_key()),
+            cursor=ctx.codec.encode(
+                bound,
+                r.relevance_key() if spec.order == "RELEVANCE" else r.date_key(),
+                page=(req.page or 0) if req.forward else CACHED_PAGES,  # a backward page's depth is unknown
+            ),
             node=MeetingPage.from_row(r),
             rank=r.rank,
         )
@@ -196,6 +212,17 @@ async def run_search(
             [e.cursor for e in edges], forward=req.forward, has_more=has_more, has_other=has_other
         ),
     )
+
+
+def _jsonable(row: tuple[Any, ...]) -> list[Any]:
+    """A result row as JSON values (the cache stores JSON, never pickle)."""
+    return [v.isoformat() if isinstance(v, dt.date) else v for v in row]
+
+
+def _page_row(raw: list[Any]) -> PageRow:
+    values = list(raw[:-1])
+    values[1] = dt.date.fromisoformat(values[1])
+    return PageRow(*values)
 
 
 def _check_cursor_key(key: list[Any], *, relevance: bool) -> None:

@@ -24,6 +24,7 @@ from migrations import runner
 from ops import corpus, stack
 
 TEST_CORPUS_PAGES = 3000
+TEST_NODE_MEMORY_MB = 1024
 
 
 def _free_base_port() -> int:
@@ -40,7 +41,8 @@ def stack_layout() -> Iterator[stack.StackLayout]:
     directory = Path(tempfile.mkdtemp(prefix="civic-test-stack-"))
     layout = None
     try:
-        layout = stack.up(directory, replicas=2, base_port=_free_base_port())
+        # A small memory share per node: several throwaway stacks may run on this machine at once.
+        layout = stack.up(directory, replicas=2, base_port=_free_base_port(), memory_mb=TEST_NODE_MEMORY_MB)
         admin = layout.bouncer_dsn("node1_session", user="postgres")
         runner.migrate(admin)
         # A small synthetic corpus under every test (the loader wants empty tables, so it goes first).

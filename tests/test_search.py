@@ -229,7 +229,7 @@ def test_statement_count_is_fixed_whatever_the_page_size(
 
 def test_headline_costs_nothing_when_not_selected(search_data: None, client: httpx.Client) -> None:
     body = gql(client, '{ search(query: "council", first: 20) { edges { node { sourceId } } } }')
-    assert body["extensions"]["statements"] == 1
+    assert body["extensions"]["statements"] <= 1  # 0 when the page came from the cache; never a headline batch
 
 
 def test_total_count_exact_and_capped(

@@ -1,0 +1,183 @@
+"""The search result cache (aiocache over Redis, or in-process memory when no Redis is configured).
+
+What it guarantees:
+
+* Keys are a hash of the normalised search (query, filter, order, page size, cursor) plus a *data generation*
+  number that every write bumps, so a write retires every cached page at once.
+* Each entry records a lower bound of the WAL position its rows were read at. A reader that carries a
+  consistency token is only served an entry at or past the token's position; the generation alone cannot
+  promise that, because a reader that started after the bump may still have read a lagging replica.
+* Concurrent identical misses in one process run one query between them (single flight).
+* Redis is an optimisation, never a dependency: every Redis call has a short timeout, and on any failure the
+  request goes straight to the database and a counter records the bypass.
+* Values are JSON (aiocache's JsonSerializer), never pickle: nothing read back from Redis can run code.
+
+Automatic persisted queries (Apollo APQ) share the same store under their own namespace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiocache import RedisCache, SimpleMemoryCache
+from aiocache.serializers import JsonSerializer
+
+log = logging.getLogger("gateway.cache")
+APQ_TTL_S = 24 * 3600.0  # a float: aiocache then uses PSETEX (SETEX is deprecated in redis-py)
+
+
+@dataclasses.dataclass
+class CacheStats:
+    """Counters exported on /metrics."""
+
+    hits: int = 0
+    misses: int = 0
+    stale_for_token: int = 0
+    bypassed: int = 0
+    stores: int = 0
+    shared_flights: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dataclasses.asdict(self)
+
+
+def _backend(redis_url: str, timeout_s: float) -> Any:
+    if not redis_url:
+        return SimpleMemoryCache(serializer=JsonSerializer(), namespace="civic", timeout=timeout_s)
+    url = urllib.parse.urlparse(redis_url)
+    db = int(url.path.lstrip("/") or 0)
+    return RedisCache(
+        serializer=JsonSerializer(),
+        namespace="civic",
+        timeout=timeout_s,
+        endpoint=url.hostname or "127.0.0.1",
+        port=url.port or 6379,
+        db=db,
+        password=url.password,
+        create_connection_timeout=timeout_s,
+    )
+
+
+class ResultCache:
+    """Search pages and persisted queries, keyed as the module docstring says."""
+
+    def __init__(
+        self,
+        *,
+        redis_url: str = "",
+        ttl_s: float = 60.0,
+        timeout_s: float = 0.1,
+        cooldown_s: float = 5.0,
+        enabled: bool = True,
+    ) -> None:
+        self.enabled = enabled and ttl_s > 0
+        self.ttl_s = float(ttl_s)
+        self.kind = "redis" if redis_url else "memory"
+        self._store = _backend(redis_url, timeout_s)
+        self._flights: dict[str, asyncio.Future[Any]] = {}
+        self._down_until = 0.0
+        self.cooldown_s = cooldown_s
+        self.stats = CacheStats()
+
+    async def close(self) -> None:
+        # aiocache's close() runs under the (tiny) per-operation timeout and calls redis-py's deprecated
+        # close(); close the client and its pool ourselves so no connection outlives the app.
+        client = getattr(self._store, "client", None)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                await client.aclose()
+
+    # --- guarded store access: every failure is a bypass, never an error -----------------------------------
+
+    async def _call(self, op: Callable[[], Awaitable[Any]]) -> tuple[bool, Any]:
+        if time.monotonic() < self._down_until:
+            # A store that just failed is skipped outright for a moment: a hanging Redis then costs one
+            # timeout per cool-down, not one per request.
+            self.stats.bypassed += 1
+            return False, None
+        try:
+            return True, await op()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # Redis down, slow (aiocache timeout) or confused: go to the database
+            self.stats.bypassed += 1
+            self._down_until = time.monotonic() + self.cooldown_s
+            log.warning("cache bypassed for %.0f s: %s: %s", self.cooldown_s, type(exc).__name__, str(exc)[:200])
+            return False, None
+
+    async def generation(self) -> int | None:
+        ok, value = await self._call(lambda: self._store.get("gen", default=0))
+        return int(value) if ok and value is not None else None
+
+    async def bump(self) -> None:
+        """Retire every cached search page: called after each committed write."""
+        await self._call(lambda: self._store.increment("gen", 1))
+
+    # --- search pages ------------------------------------------------------------------------------------------
+
+    async def get_or_compute(
+        self,
+        parts: list[Any],
+        *,
+        min_lsn: int | None,
+        compute: Callable[[], Awaitable[tuple[Any, int | None]]],
+    ) -> Any:
+        """The cached value for ``parts``, or ``compute()``'s (value, data LSN), stored for the next reader."""
+        if not self.enabled:
+            value, _ = await compute()
+            return value
+        gen = await self.generation()
+        if gen is None:
+            value, _ = await compute()
+            return value
+        key = hashlib.sha256(json.dumps([gen, *parts], default=str, separators=(",", ":")).encode()).hexdigest()
+        ok, entry = await self._call(lambda: self._store.get(f"s:{key}"))
+        if ok and isinstance(entry, dict):
+            lsn = entry.get("lsn")
+            if min_lsn is None or (isinstance(lsn, int) and lsn >= min_lsn):
+                self.stats.hits += 1
+                return entry.get("value")
+            self.stats.stale_for_token += 1
+        self.stats.misses += 1
+        # A reader with a token may not share a flight with one without: the latter may read a lagging node.
+        flight = f"{key}:{min_lsn}"
+        pending = self._flights.get(flight)
+        if pending is not None:
+            self.stats.shared_flights += 1
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._flights[flight] = future
+        try:
+            value, lsn = await compute()
+        except BaseException as exc:
+            if not future.done():
+                future.set_exception(exc)
+                future.exception()  # retrieved here, so an unshared failure is not logged as "never retrieved"
+            raise
+        finally:
+            self._flights.pop(flight, None)
+        future.set_result(value)
+        stored, _ = await self._call(
+            lambda: self._store.set(f"s:{key}", {"lsn": lsn, "value": value}, ttl=self.ttl_s)
+        )
+        if stored:
+            self.stats.stores += 1
+        return value
+
+    # --- automatic persisted queries -------------------------------------------------------------------------------
+
+    async def persisted_query(self, sha256: str) -> str | None:
+        ok, value = await self._call(lambda: self._store.get(f"apq:{sha256}"))
+        return value if ok and isinstance(value, str) else None
+
+    async def persist_query(self, sha256: str, query: str) -> None:
+        await self._call(lambda: self._store.set(f"apq:{sha256}", query, ttl=APQ_TTL_S))
