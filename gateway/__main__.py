@@ -67,6 +67,12 @@ def _cmd_partitions(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from gateway.ingest import cli as ingest_cli
+
+    return ingest_cli.run(args, settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m gateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -81,6 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     part.add_argument("--ahead", type=int, default=3, help="periods to create after the current one")
     part.add_argument("--exact", action="store_true", help="count rows exactly instead of estimating")
     part.set_defaults(func=_cmd_partitions)
+    from gateway.ingest import cli as ingest_cli  # light: argparse only; the loader is imported inside run()
+
+    ingest = sub.add_parser("ingest", help="bulk-ingest meeting pages from JSONL files or a civic.band Datasette")
+    ingest_cli.add_arguments(ingest)
+    ingest.set_defaults(func=_cmd_ingest)
     return parser
 
 

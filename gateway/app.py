@@ -5,9 +5,13 @@ Resources (the router's pools and health monitor) open and close in the lifespan
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -17,10 +21,14 @@ from starlette.routing import Route
 from gateway.apq import PersistedQueries
 from gateway.cache import ResultCache
 from gateway.graphql_app import GatewayGraphQL
+from gateway.metrics import Metrics
 from gateway.middleware import GatewayMiddleware
+from gateway.pgss import StatementStats, run_collector
 from gateway.settings import Settings
+from gateway.telemetry import GraphQLTracing, TracingMiddleware, build_tracer_provider, get_tracer
 from routing import Router
 from schema.mutations import Mutation
+from schema.queryids import QueryIds
 from schema.root import build_schema
 
 
@@ -68,50 +76,93 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if not missing else 503)
 
 
-def create_app(settings: Settings, *, router: Router | None = None) -> Starlette:
-    """Build the app. Pass ``router`` to share an already-open router (tests); it is then not closed here."""
+def create_app(
+    settings: Settings,
+    *,
+    router: Router | None = None,
+    tracer_provider: trace.TracerProvider | None = None,
+) -> Starlette:
+    """Build the app.
+
+    ``router``: share an already-open router (tests); it is then not closed here. ``tracer_provider``: the
+    OpenTelemetry provider to trace with; by default one is built from the ``OTEL_*`` variables, and with
+    none configured tracing is a no-op.
+    """
     router_ref: dict[str, Router] = {}
-    schema = build_schema(mutation=Mutation, max_depth=settings.max_query_depth)
+    provider = tracer_provider if tracer_provider is not None else build_tracer_provider()
+    tracer = get_tracer(provider)
+    schema = build_schema(
+        mutation=Mutation,
+        max_depth=settings.max_query_depth,
+        extensions=[lambda: GraphQLTracing(tracer_provider=provider or trace.NoOpTracerProvider())],
+    )
     cache = ResultCache(
         redis_url=settings.redis_url,
         ttl_s=settings.cache_ttl_s,
         timeout_s=settings.cache_timeout_s,
         enabled=settings.cache_enabled,
+        tracer=tracer,
     )
+    queryids = QueryIds()
+    statements = StatementStats(queryids=queryids, top_k=settings.pgss_top_k)
+    metrics = Metrics(lambda: router_ref.get("router"), cache, statements)
     graphql_app = GatewayGraphQL(
-        schema, settings=settings, router_ref=router_ref, cache=cache, graphql_ide="graphiql"
+        schema,
+        settings=settings,
+        router_ref=router_ref,
+        cache=cache,
+        tracer=tracer,
+        queryids=queryids,
+        metrics=metrics,
+        graphql_ide="graphiql",
     )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        try:
-            if router is not None:
-                router_ref["router"] = router
-                yield
-                return
+        own: Router | None = None
+        if router is not None:
+            router_ref["router"] = router
+        else:
             own = make_router(settings)
             await own.open(wait=True)
             router_ref["router"] = own
-            try:
-                yield
-            finally:
-                await own.close()
+        collector = asyncio.create_task(
+            run_collector(router_ref["router"], statements, interval_s=settings.pgss_interval_s)
+        )
+        try:
+            yield
         finally:
+            collector.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await collector
+            if own is not None:
+                await own.close()
             await cache.close()
+            if isinstance(provider, SDKTracerProvider) and tracer_provider is None:
+                provider.shutdown()
 
     app = Starlette(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/metrics", metrics.endpoint),
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
         ],
-        # Outermost first: size limits and headers, then persisted queries (which may rewrite the body).
-        middleware=[Middleware(GatewayMiddleware, settings=settings), Middleware(PersistedQueries, cache=cache)],
+        # Outermost first: the server span, size limits and headers, then persisted queries (which may
+        # rewrite the body).
+        middleware=[
+            Middleware(TracingMiddleware, tracer=tracer),
+            Middleware(GatewayMiddleware, settings=settings),
+            Middleware(PersistedQueries, cache=cache),
+        ],
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.router_ref = router_ref
     app.state.cache = cache
+    app.state.metrics = metrics
+    app.state.statements = statements
+    app.state.queryids = queryids
     if router is not None:
         router_ref["router"] = router
     return app

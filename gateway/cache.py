@@ -30,6 +30,7 @@ from typing import Any
 
 from aiocache import RedisCache, SimpleMemoryCache
 from aiocache.serializers import JsonSerializer
+from opentelemetry import trace
 
 log = logging.getLogger("gateway.cache")
 APQ_TTL_S = 24 * 3600.0  # a float: aiocache then uses PSETEX (SETEX is deprecated in redis-py)
@@ -78,6 +79,7 @@ class ResultCache:
         timeout_s: float = 0.1,
         cooldown_s: float = 5.0,
         enabled: bool = True,
+        tracer: trace.Tracer | None = None,
     ) -> None:
         self.enabled = enabled and ttl_s > 0
         self.ttl_s = float(ttl_s)
@@ -85,6 +87,7 @@ class ResultCache:
         self._store = _backend(redis_url, timeout_s)
         self._flights: dict[str, asyncio.Future[Any]] = {}
         self._down_until = 0.0
+        self._tracer = tracer or trace.get_tracer("civic.cache", tracer_provider=trace.NoOpTracerProvider())
         self.cooldown_s = cooldown_s
         self.stats = CacheStats()
 
@@ -140,13 +143,22 @@ class ResultCache:
             value, _ = await compute()
             return value
         key = hashlib.sha256(json.dumps([gen, *parts], default=str, separators=(",", ":")).encode()).hexdigest()
-        ok, entry = await self._call(lambda: self._store.get(f"s:{key}"))
-        if ok and isinstance(entry, dict):
-            lsn = entry.get("lsn")
-            if min_lsn is None or (isinstance(lsn, int) and lsn >= min_lsn):
-                self.stats.hits += 1
-                return entry.get("value")
-            self.stats.stale_for_token += 1
+        with self._tracer.start_as_current_span("cache get") as span:
+            span.set_attribute("cache.backend", self.kind)
+            ok, entry = await self._call(lambda: self._store.get(f"s:{key}"))
+            outcome = "bypass" if not ok else "miss"
+            if ok and isinstance(entry, dict):
+                lsn = entry.get("lsn")
+                if min_lsn is None or (isinstance(lsn, int) and lsn >= min_lsn):
+                    outcome = "hit"
+                else:
+                    outcome = "stale_for_token"
+                    self.stats.stale_for_token += 1
+            span.set_attribute("cache.hit", outcome == "hit")
+            span.set_attribute("cache.outcome", outcome)
+        if outcome == "hit":
+            self.stats.hits += 1
+            return entry.get("value")
         self.stats.misses += 1
         # A reader with a token may not share a flight with one without: the latter may read a lagging node.
         flight = f"{key}:{min_lsn}"
@@ -166,9 +178,11 @@ class ResultCache:
         finally:
             self._flights.pop(flight, None)
         future.set_result(value)
-        stored, _ = await self._call(
-            lambda: self._store.set(f"s:{key}", {"lsn": lsn, "value": value}, ttl=self.ttl_s)
-        )
+        with self._tracer.start_as_current_span("cache set") as span:
+            stored, _ = await self._call(
+                lambda: self._store.set(f"s:{key}", {"lsn": lsn, "value": value}, ttl=self.ttl_s)
+            )
+            span.set_attribute("cache.stored", stored)
         if stored:
             self.stats.stores += 1
         return value

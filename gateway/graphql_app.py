@@ -7,6 +7,7 @@ and shown only as INTERNAL_SERVER_ERROR with no internal detail.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from graphql import GraphQLError
@@ -17,11 +18,13 @@ from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
 
 from gateway.cache import ResultCache
+from gateway.metrics import Metrics
 from gateway.settings import Settings
 from routing import RequestRouting, Router, decode_token
 from schema.context import Context, Viewer
 from schema.cursors import CursorCodec
 from schema.errors import BAD_USER_INPUT, INTERNAL, client_code
+from schema.queryids import QueryIds
 
 MAX_STALENESS_HEADER = "x-max-staleness-ms"
 CONSISTENCY_HEADER = "x-consistency-token"
@@ -74,12 +77,18 @@ class GatewayGraphQL(GraphQL[Context, None]):
         settings: Settings,
         router_ref: dict[str, Router],
         cache: ResultCache | None = None,
+        tracer: Any = None,
+        queryids: QueryIds | None = None,
+        metrics: Metrics | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(schema, **kwargs)
         self._settings = settings
         self._router_ref = router_ref
         self._cache = cache
+        self._tracer = tracer
+        self._queryids = queryids
+        self._metrics = metrics
         self._codec = CursorCodec(settings.cursor_key)
 
     async def get_context(self, request: Any, response: Any) -> Context:
@@ -90,6 +99,9 @@ class GatewayGraphQL(GraphQL[Context, None]):
         if self._cache is not None:
             ctx.cache = self._cache
             ctx.after_write = self._cache.bump
+        ctx.tracer = self._tracer
+        ctx.queryids = self._queryids
+        ctx.sql_comments = self._settings.sql_comments
         viewer = request.scope.get("gateway.viewer")
         if isinstance(viewer, Viewer):
             ctx.viewer = viewer
@@ -120,6 +132,17 @@ class GatewayGraphQL(GraphQL[Context, None]):
         trace_id = request.scope.get("gateway.trace_id")
         if trace_id:
             extensions["traceId"] = trace_id
+        if self._metrics is not None:
+            codes = [str(e["extensions"]["code"]) for e in body.get("errors") or []]  # type: ignore[index]
+            started = request.scope.get("gateway.started")
+            self._metrics.observe(
+                operation=(ctx.operation_name if isinstance(ctx, Context) else None) or "",
+                outcome="error" if codes else "ok",
+                seconds=(time.perf_counter() - started) if isinstance(started, float) else 0.0,
+                statements=ctx.statements if isinstance(ctx, Context) else 0,
+                codes=codes,
+                trace_id=str(trace_id or ""),
+            )
         if extensions:
             body["extensions"] = extensions
         return body

@@ -6,9 +6,6 @@ clients handle every failure the same way.
 
 from __future__ import annotations
 
-import re
-import secrets
-
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -16,16 +13,6 @@ from gateway.auth import TokenStore
 from gateway.graphql_app import HeaderError, error_response, request_routing
 from gateway.settings import Settings
 from schema.errors import BAD_USER_INPUT
-
-_TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
-
-
-def trace_id_from(headers: Headers) -> str:
-    """The W3C trace id of the client's traceparent, or a new one."""
-    match = _TRACEPARENT.match(headers.get("traceparent", "").strip().lower())
-    if match and match.group(1) != "0" * 32:
-        return match.group(1)
-    return secrets.token_hex(16)
 
 
 class BodyTooLarge(Exception):
@@ -45,7 +32,6 @@ class GatewayMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        scope.setdefault("gateway.trace_id", trace_id_from(headers))
         limit = self.settings.max_body_bytes
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):

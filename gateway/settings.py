@@ -78,6 +78,11 @@ class Settings(BaseSettings):
         description="comma-separated 'sha256:<hex>' (write rights) or 'read:sha256:<hex>' (authenticated, no writes)",
     )
 
+    # --- observability ------------------------------------------------------------------------------------------
+    sql_comments: bool = False
+    pgss_interval_s: float = Field(default=15.0, gt=0)
+    pgss_top_k: int = Field(default=20, ge=1)
+
     # --- cache ------------------------------------------------------------------------------------------------
     redis_url: str = ""
     cache_ttl_s: float = Field(default=60.0, ge=0)

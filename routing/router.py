@@ -311,6 +311,13 @@ class Router:
             if choice.fallback:
                 self._events.reads_fallback += 1
 
+    async def on_node(self, name: str, fn: ReadFn[T]) -> T:
+        """Run ``fn`` on one named node, without routing or retry: per-node monitoring (statistics)."""
+        self._check_open()
+        if name not in self._pools:
+            raise KeyError(name)
+        return await self._run(name, fn)
+
     async def _run(self, name: str, fn: ReadFn[T]) -> T:
         async with self._pools[name].connection() as conn, conn.transaction():
             return await fn(conn)

@@ -11,6 +11,7 @@ from typing import Any, Protocol
 
 from routing import RequestRouting, Router
 from schema.cursors import CursorCodec
+from schema.queryids import QueryIds
 
 
 @dataclasses.dataclass
@@ -49,6 +50,12 @@ class Context:
     on_statement: Callable[[str], None] | None = None
     extras: dict[str, Any] = dataclasses.field(default_factory=dict)
     cache: ResultCache | None = None
+    #: OpenTelemetry tracer injected by the gateway (None: no spans).
+    tracer: Any = None
+    queryids: QueryIds | None = None
+    #: Append sqlcommenter comments (traceparent, operation) to SQL.
+    sql_comments: bool = False
+    operation_name: str | None = None
     #: Hook run after each committed write (the gateway bumps the cache generation there).
     after_write: Callable[[], Awaitable[None]] | None = None
 

@@ -13,7 +13,7 @@ from strawberry.types import Info
 from schema import loaders, search_sql
 from schema.context import Context
 from schema.cursors import fingerprint
-from schema.db import fetch_all
+from schema.db import fetch_all, fetch_routed
 from schema.errors import BadUserInput
 from schema.pagination import page_request
 from schema.search_sql import PageRow, SearchSpec
@@ -173,9 +173,9 @@ async def run_search(
     query, params = build(spec, forward=req.forward, size=req.size, cursor=cursor)
 
     async def compute() -> tuple[Any, int | None]:
-        raw = await fetch_all(ctx, "search", query, params)
-        lsn = ctx.routing.decisions[-1].lsn if ctx.routing.decisions else None
-        return [_jsonable(r) for r in raw], lsn
+        raw, route = await fetch_routed(ctx, "search", query, params)
+        # The search statement's own routing record: its data LSN guards the cache entry.
+        return [_jsonable(r) for r in raw], route.lsn if route else None
 
     if ctx.cache is not None and req.page is not None and req.page < CACHED_PAGES:
         parts = [*spec.binding(), req.size, req.forward, cursor]

@@ -96,16 +96,15 @@ def gateway_settings(layout: stack.StackLayout, **overrides: object) -> Settings
 class ServedGateway:
     """A uvicorn server running the gateway in a background thread, on a free loopback port."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, tracer_provider: Any = None) -> None:
         import uvicorn
 
         from gateway.app import create_app
 
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
-        )
+        self.app = create_app(settings, tracer_provider=tracer_provider)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

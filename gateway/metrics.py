@@ -1,0 +1,132 @@
+"""Prometheus metrics on ``/metrics`` (text format), and the slow-request log.
+
+Request-path figures are recorded as they happen; everything the router, the cache and the
+pg_stat_statements collector already count is read at scrape time by one custom collector, so nothing is
+counted twice and nothing is pushed on the hot path.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.cache import ResultCache
+from gateway.pgss import StatementStats
+from routing import Router
+
+slow_log = logging.getLogger("gateway.slow")
+SLOW_SECONDS = 1.0
+MANY_STATEMENTS = 10
+
+
+class GatewayCollector(Collector):
+    """Router, pool, lag, cache and pg_stat_statements figures, read when Prometheus scrapes."""
+
+    def __init__(
+        self,
+        router: Callable[[], Router | None],
+        cache: ResultCache,
+        statements: StatementStats,
+    ) -> None:
+        self._router = router
+        self._cache = cache
+        self._statements = statements
+
+    def collect(self) -> Iterator[Any]:
+        router = self._router()
+        if router is not None:
+            yield from self._router_metrics(router)
+        stats = self._cache.stats
+        cache = CounterMetricFamily("civic_cache_operations", "Search cache outcomes.", labels=["outcome"])
+        for outcome, value in stats.as_dict().items():
+            cache.add_metric([outcome], value)
+        yield cache
+        yield from self._statements.metric_families()
+
+    def _router_metrics(self, router: Router) -> Iterator[Any]:
+        nodes = router.nodes()
+        up = GaugeMetricFamily("civic_node_healthy", "1 when the node answers health checks.", labels=["node", "role"])
+        lag = GaugeMetricFamily("civic_replica_lag_seconds", "Replay lag of each replica.", labels=["node"])
+        in_flight = GaugeMetricFamily("civic_node_in_flight", "Requests running on each node.", labels=["node"])
+        pool = GaugeMetricFamily(
+            "civic_pool_stat", "psycopg_pool get_stats() of each node's pool.", labels=["node", "stat"]
+        )
+        for n in nodes:
+            up.add_metric([n.name, n.role], 1.0 if n.healthy else 0.0)
+            if n.role == "replica" and n.lag_s is not None:
+                lag.add_metric([n.name], n.lag_s)
+            in_flight.add_metric([n.name], n.in_flight)
+            for stat, value in sorted(n.pool.items()):
+                pool.add_metric([n.name, stat], float(value))
+        yield from (up, lag, in_flight, pool)
+        events = router.events.as_dict()
+        decisions = CounterMetricFamily(
+            "civic_routing_decisions", "Where reads went: replica, primary, fallback; waited for a token.",
+            labels=["decision"],
+        )
+        for key, name in (("reads_replica", "replica"), ("reads_primary", "primary"),
+                          ("reads_fallback", "fallback"), ("waited", "waited")):
+            decisions.add_metric([name], events.get(key, 0))
+        yield decisions
+        retries = CounterMetricFamily("civic_read_retries", "Reads retried on another node after a node failed.")
+        retries.add_metric([], events.get("retries", 0))
+        yield retries
+        refused = CounterMetricFamily(
+            "civic_writes_refused_split_brain", "Writes refused to a primary on a lower timeline."
+        )
+        refused.add_metric([], events.get("writes_refused_split_brain", 0))
+        yield refused
+        health = CounterMetricFamily("civic_node_events", "Ejections and readmissions of nodes.", labels=["event"])
+        health.add_metric(["ejection"], events.get("ejections", 0))
+        health.add_metric(["readmission"], events.get("readmissions", 0))
+        yield health
+
+
+class Metrics:
+    """The registry behind /metrics and the request-path instruments."""
+
+    def __init__(self, router: Callable[[], Router | None], cache: ResultCache, statements: StatementStats) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "civic_graphql_requests", "GraphQL requests by operation and outcome.", ["operation", "outcome"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "civic_graphql_request_seconds", "GraphQL request latency by operation and outcome.",
+            ["operation", "outcome"], registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+        )
+        self.errors = Counter("civic_graphql_errors", "Errors returned to clients, by code.", ["code"],
+                              registry=self.registry)
+        self.sql_per_request = Histogram(
+            "civic_sql_statements_per_request", "SQL statements one GraphQL request sent.",
+            registry=self.registry, buckets=(0, 1, 2, 3, 4, 5, 8, 10, 20, 50),
+        )
+        self.registry.register(GatewayCollector(router, cache, statements))
+
+    def observe(
+        self, *, operation: str, outcome: str, seconds: float, statements: int, codes: list[str], trace_id: str
+    ) -> None:
+        """Record one GraphQL request; log it as one JSON line when it was slow or chatty."""
+        op = operation or "anonymous"
+        self.requests.labels(op, outcome).inc()
+        self.latency.labels(op, outcome).observe(seconds)
+        self.sql_per_request.observe(statements)
+        for code in codes:
+            self.errors.labels(code).inc()
+        if seconds > SLOW_SECONDS or statements > MANY_STATEMENTS:
+            slow_log.warning(json.dumps({
+                "event": "slow_request", "traceId": trace_id, "operation": op, "outcome": outcome,
+                "durationMs": round(seconds * 1000, 1), "statements": statements,
+            }))
+
+    async def endpoint(self, request: Request) -> Response:
+        return Response(generate_latest(self.registry), media_type="text/plain; version=0.0.4; charset=utf-8")

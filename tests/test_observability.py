@@ -1,0 +1,299 @@
+"""Traces, SQL spans with queryids, /metrics, OTLP export (HTTP and gRPC), slow-request log, health endpoints."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from gateway import metrics as gateway_metrics
+from gateway.telemetry import build_tracer_provider, exporters_from_env
+from ops import stack
+from tests.conftest import ServedGateway, gateway_settings, gql
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+QUERY = 'query FindZoning { search(query: "zoning variance", first: 5) { edges { headline node { sourceId } } } }'
+
+
+@pytest.fixture(scope="module")
+def traced(stack_layout: stack.StackLayout) -> Iterator[tuple[ServedGateway, InMemorySpanExporter]]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    settings = gateway_settings(stack_layout, pgss_interval_s=0.5, cache_enabled=False, sql_comments=True)
+    with ServedGateway(settings, tracer_provider=provider) as gw:
+        yield gw, exporter
+
+
+def _spans(exporter: InMemorySpanExporter, trace_id: str) -> list[ReadableSpan]:
+    return [s for s in exporter.get_finished_spans() if format(s.context.trace_id, "032x") == trace_id]
+
+
+def test_one_search_from_trace_to_sql_span_to_its_queryid_on_metrics(
+    traced: tuple[ServedGateway, InMemorySpanExporter],
+) -> None:
+    gw, exporter = traced
+    with httpx.Client(base_url=gw.url, timeout=30) as http:
+        body = gql(http, QUERY, headers={"traceparent": TRACEPARENT})
+        assert body["extensions"]["traceId"] == TRACE_ID  # the client's trace is continued
+        spans = _spans(exporter, TRACE_ID)
+        names = {s.name for s in spans}
+        assert {"POST /graphql", "GraphQL Query: FindZoning", "GraphQL Parsing", "GraphQL Validation",
+                "GraphQL Execution", "GraphQL Resolving: search", "SQL search", "SQL headlines"} <= names
+        server = next(s for s in spans if s.name == "POST /graphql")
+        assert server.parent is not None and format(server.parent.span_id, "016x") == "00f067aa0ba902b7"
+        sql_span = next(s for s in spans if s.name == "SQL search")
+        attrs = dict(sql_span.attributes or {})
+        assert attrs["db.system"] == "postgresql"
+        assert "%(q)s" in str(attrs["db.statement"]) and "zoning" not in str(attrs["db.statement"])
+        assert attrs["db.civic.node"] in {"node1", "node2", "node3"}
+        assert attrs["db.civic.role"] in {"primary", "replica"}
+        assert "db.civic.retry_count" in attrs and "db.civic.waited_for_token" in attrs
+        queryid = str(attrs["db.civic.queryid"])
+        assert re.fullmatch(r"-?\d+", queryid)
+        # The SQL span's queryid is the one pg_stat_statements reports for the node that ran it.
+        for _ in range(3):
+            gql(http, QUERY)
+        deadline = time.monotonic() + 20
+        pattern = re.compile(
+            r'civic_pgss_calls_total\{node="(\w+)",queryid="' + queryid + r'",role="(\w+)",statement="search"\} (\d+)'
+        )
+        found = None
+        while time.monotonic() < deadline and not found:
+            for _ in range(2):
+                gql(http, QUERY)
+            text = http.get("/metrics").text
+            found = pattern.search(text)
+            time.sleep(0.5)
+        assert found, f"queryid {queryid} never appeared on /metrics"
+        assert int(found.group(3)) >= 1
+
+
+def test_sql_carries_a_sqlcommenter_comment(
+    traced: tuple[ServedGateway, InMemorySpanExporter], stack_layout: stack.StackLayout
+) -> None:
+    gw, _ = traced
+    # A filter shape no other test uses: its statement text is new, so pg_stat_statements keeps our comment.
+    query = """query CommentProbe { search(query: "permit", filter: {states: ["TX"], documentType: MINUTES,
+        meetingName: "board", dateFrom: "2006-02-03"}, first: 3) { edges { cursor } } }"""
+    with httpx.Client(base_url=gw.url, timeout=30) as http:
+        body = gql(http, query, headers={"traceparent": TRACEPARENT})
+        node = body["extensions"]["routing"][0]["node"]
+    with psycopg.connect(stack_layout.direct_dsn(node), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT query FROM pg_stat_statements WHERE query LIKE '%%action=''CommentProbe''%%'"
+        ).fetchall()
+    assert rows, "no statement with the operation's comment in pg_stat_statements"
+    assert any(f"traceparent='00-{TRACE_ID}-" in r[0] for r in rows)
+
+
+def test_metrics_endpoint_has_the_operational_series(traced: tuple[ServedGateway, InMemorySpanExporter]) -> None:
+    gw, _ = traced
+    with httpx.Client(base_url=gw.url, timeout=30) as http:
+        gql(http, QUERY)
+        gql(http, '{ search(query: "") { edges { cursor } } }')
+        text = http.get("/metrics").text
+    for series in (
+        'civic_graphql_requests_total{operation="FindZoning",outcome="ok"}',
+        "civic_graphql_request_seconds_bucket",
+        'civic_graphql_errors_total{code="BAD_USER_INPUT"}',
+        'civic_pool_stat{node="node1",stat="pool_size"}',
+        'civic_replica_lag_seconds{node="node2"}',
+        'civic_routing_decisions_total{decision="replica"}',
+        "civic_read_retries_total",
+        'civic_cache_operations_total{outcome="hits"}',
+        "civic_sql_statements_per_request_bucket",
+        'civic_node_healthy{node="node1",role="primary"} 1.0',
+    ):
+        assert series in text, series
+
+
+def test_slow_or_chatty_request_is_one_json_log_line(
+    traced: tuple[ServedGateway, InMemorySpanExporter], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    gw, _ = traced
+    monkeypatch.setattr(gateway_metrics, "MANY_STATEMENTS", 1)
+    with caplog.at_level(logging.WARNING, logger="gateway.slow"), httpx.Client(base_url=gw.url, timeout=30) as http:
+        gql(http, QUERY, headers={"traceparent": TRACEPARENT})
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "gateway.slow"]
+    assert lines and lines[-1]["traceId"] == TRACE_ID and lines[-1]["operation"] == "FindZoning"
+    assert lines[-1]["statements"] >= 2 and lines[-1]["durationMs"] > 0
+
+
+def test_health_endpoints(traced: tuple[ServedGateway, InMemorySpanExporter], stack_layout: stack.StackLayout) -> None:
+    gw, _ = traced
+    assert httpx.get(f"{gw.url}/healthz").json() == {"status": "ok"}
+    ready = httpx.get(f"{gw.url}/readyz")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    # A gateway that knows only replicas can serve reads but no writes: 503, saying which part is missing.
+    env = stack_layout.gateway_env()
+    replicas_only = ",".join(p for p in env["GATEWAY_NODES"].split(",") if not p.startswith("node1="))
+    with ServedGateway(gateway_settings(stack_layout, nodes=replicas_only)) as gw2:
+        resp = httpx.get(f"{gw2.url}/readyz")
+        assert resp.status_code == 503
+        assert resp.json()["missing"] == ["writes: no primary reachable"]
+
+
+def test_nothing_configured_means_no_export() -> None:
+    assert build_tracer_provider({}) is None
+    assert exporters_from_env({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x"}) == []
+    assert type(exporters_from_env({"OTEL_TRACES_EXPORTER": "console"})[0]).__name__ == "ConsoleSpanExporter"
+    with pytest.raises(ValueError, match="unknown exporter"):
+        exporters_from_env({"OTEL_TRACES_EXPORTER": "zipkin"})
+
+
+# --- OTLP export to receivers started here, decoding the protobuf they receive ------------------------------
+
+
+class _HttpReceiver(http.server.BaseHTTPRequestHandler):
+    received: list[trace_service_pb2.ExportTraceServiceRequest] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length", 0))
+        request = trace_service_pb2.ExportTraceServiceRequest()
+        request.ParseFromString(self.rfile.read(length))
+        type(self).received.append(request)
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.end_headers()
+        self.wfile.write(trace_service_pb2.ExportTraceServiceResponse().SerializeToString())
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+class _GrpcReceiver(trace_service_pb2_grpc.TraceServiceServicer):
+    def __init__(self) -> None:
+        self.received: list[trace_service_pb2.ExportTraceServiceRequest] = []
+
+    def Export(self, request: Any, context: Any) -> Any:
+        self.received.append(request)
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+def _span_names(requests: list[trace_service_pb2.ExportTraceServiceRequest]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for req in requests:
+        for rs in req.resource_spans:
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    out[span.name] = {a.key: a.value.string_value for a in span.attributes}
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
+def test_otlp_export_reaches_a_receiver(
+    stack_layout: stack.StackLayout, monkeypatch: pytest.MonkeyPatch, protocol: str
+) -> None:
+    port = _free_port()
+    if protocol == "grpc":
+        import grpc
+
+        receiver = _GrpcReceiver()
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        trace_service_pb2_grpc.add_TraceServiceServicer_to_server(receiver, server)
+        server.add_insecure_port(f"127.0.0.1:{port}")
+        server.start()
+        received = receiver.received
+        stop = lambda: server.stop(0)  # noqa: E731
+    else:
+        _HttpReceiver.received = []
+        httpd = http.server.HTTPServer(("127.0.0.1", port), _HttpReceiver)
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        received = _HttpReceiver.received
+
+        def stop() -> None:
+            httpd.shutdown()
+            httpd.server_close()
+
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("OTEL_SERVICE_NAME", "civic-test")
+    provider = build_tracer_provider()
+    assert provider is not None
+    try:
+        settings = gateway_settings(stack_layout, cache_enabled=False)
+        with ServedGateway(settings, tracer_provider=provider) as gw, httpx.Client(base_url=gw.url, timeout=30) as c:
+            gql(c, QUERY, headers={"traceparent": TRACEPARENT})
+        provider.force_flush()
+        deadline = time.monotonic() + 10
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.1)
+        names = _span_names(received)
+        assert "SQL search" in names and "GraphQL Query: FindZoning" in names
+        assert "%(q)s" in names["SQL search"]["db.statement"]
+        service = received[0].resource_spans[0].resource.attributes
+        assert any(a.key == "service.name" and a.value.string_value == "civic-test" for a in service)
+    finally:
+        provider.shutdown()
+        stop()
+
+
+# --- a real Prometheus scrapes /metrics ---------------------------------------------------------------------------
+
+
+def test_real_prometheus_scrapes_metrics(traced: tuple[ServedGateway, InMemorySpanExporter]) -> None:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        pytest.skip("prometheus not installed: apt-get install prometheus (make test installs it)")
+    gw, _ = traced
+    with httpx.Client(base_url=gw.url, timeout=30) as c:
+        gql(c, QUERY)
+    port = _free_port()
+    work = Path(tempfile.mkdtemp(prefix="civic-prom-"))
+    target = gw.url.removeprefix("http://")
+    (work / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\nscrape_configs:\n"
+        f"  - job_name: civic\n    static_configs:\n      - targets: ['{target}']\n"
+    )
+    proc = subprocess.Popen(
+        [binary, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 40
+        result: list[Any] = []
+        while time.monotonic() < deadline and not result:
+            time.sleep(1)
+            try:
+                resp = httpx.get(f"http://127.0.0.1:{port}/api/v1/query",
+                                 params={"query": 'civic_graphql_requests_total{operation="FindZoning"}'})
+                result = resp.json()["data"]["result"]
+            except (httpx.HTTPError, KeyError, ValueError):
+                continue
+        assert result, "Prometheus never stored a scraped civic_graphql_requests_total sample"
+        up = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": 'up{job="civic"}'}).json()
+        assert up["data"]["result"][0]["value"][1] == "1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        shutil.rmtree(work, ignore_errors=True)
