@@ -67,6 +67,24 @@ def _cmd_partitions(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
+    import time
+
+    import psycopg
+
+    with psycopg.connect(_admin_primary(settings), autocommit=True, prepare_threshold=None) as conn:
+        started = time.monotonic()
+        # CONCURRENTLY: readers of popularSearches are never blocked by the refresh.
+        conn.execute("REFRESH MATERIALIZED VIEW CONCURRENTLY public.popular_search")
+        pruned = conn.execute("DELETE FROM public.search_log WHERE logged_at < now() - interval '90 days'").rowcount
+        row = conn.execute("SELECT count(*) FROM public.popular_search").fetchone()
+    print(
+        f"popular_search refreshed in {time.monotonic() - started:.2f} s: {row[0] if row else 0} queries; "
+        f"{pruned} log rows older than 90 days pruned"
+    )
+    return 0
+
+
 def _cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.ingest import cli as ingest_cli
 
@@ -87,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     part.add_argument("--ahead", type=int, default=3, help="periods to create after the current one")
     part.add_argument("--exact", action="store_true", help="count rows exactly instead of estimating")
     part.set_defaults(func=_cmd_partitions)
+    stats = sub.add_parser("stats", help="search statistics")
+    stats.add_argument("action", choices=["refresh"], help="refresh the popular-searches view (CONCURRENTLY)")
+    stats.set_defaults(func=_cmd_stats)
     from gateway.ingest import cli as ingest_cli  # light: argparse only; the loader is imported inside run()
 
     ingest = sub.add_parser("ingest", help="bulk-ingest meeting pages from JSONL files or a civic.band Datasette")

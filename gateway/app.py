@@ -24,6 +24,7 @@ from gateway.graphql_app import GatewayGraphQL
 from gateway.metrics import Metrics
 from gateway.middleware import GatewayMiddleware
 from gateway.pgss import StatementStats, run_collector
+from gateway.search_log import SearchLog
 from gateway.settings import Settings
 from gateway.telemetry import GraphQLTracing, TracingMiddleware, build_tracer_provider, get_tracer
 from routing import Router
@@ -106,6 +107,7 @@ def create_app(
     queryids = QueryIds()
     statements = StatementStats(queryids=queryids, top_k=settings.pgss_top_k)
     metrics = Metrics(lambda: router_ref.get("router"), cache, statements)
+    search_log = SearchLog(sample=settings.search_log_sample)
     graphql_app = GatewayGraphQL(
         schema,
         settings=settings,
@@ -114,6 +116,7 @@ def create_app(
         tracer=tracer,
         queryids=queryids,
         metrics=metrics,
+        search_log=search_log,
         graphql_ide="graphiql",
     )
 
@@ -126,15 +129,19 @@ def create_app(
             own = make_router(settings)
             await own.open(wait=True)
             router_ref["router"] = own
-        collector = asyncio.create_task(
-            run_collector(router_ref["router"], statements, interval_s=settings.pgss_interval_s)
-        )
+        tasks = [
+            asyncio.create_task(run_collector(router_ref["router"], statements, interval_s=settings.pgss_interval_s)),
+            asyncio.create_task(search_log.run(router_ref["router"])),
+        ]
         try:
             yield
         finally:
-            collector.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await collector
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            with contextlib.suppress(Exception):
+                await search_log.flush(router_ref["router"])
             if own is not None:
                 await own.close()
             await cache.close()
@@ -163,6 +170,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.statements = statements
     app.state.queryids = queryids
+    app.state.search_log = search_log
     if router is not None:
         router_ref["router"] = router
     return app

@@ -19,6 +19,7 @@ from strawberry.types import ExecutionResult
 
 from gateway.cache import ResultCache
 from gateway.metrics import Metrics
+from gateway.search_log import SearchLog
 from gateway.settings import Settings
 from routing import RequestRouting, Router, decode_token
 from schema.context import Context, Viewer
@@ -80,6 +81,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
         tracer: Any = None,
         queryids: QueryIds | None = None,
         metrics: Metrics | None = None,
+        search_log: SearchLog | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(schema, **kwargs)
@@ -89,6 +91,7 @@ class GatewayGraphQL(GraphQL[Context, None]):
         self._tracer = tracer
         self._queryids = queryids
         self._metrics = metrics
+        self._search_log = search_log
         self._codec = CursorCodec(settings.cursor_key)
 
     async def get_context(self, request: Any, response: Any) -> Context:
@@ -102,6 +105,8 @@ class GatewayGraphQL(GraphQL[Context, None]):
         ctx.tracer = self._tracer
         ctx.queryids = self._queryids
         ctx.sql_comments = self._settings.sql_comments
+        if self._search_log is not None:
+            ctx.on_search = self._search_log.record
         viewer = request.scope.get("gateway.viewer")
         if isinstance(viewer, Viewer):
             ctx.viewer = viewer

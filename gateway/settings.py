@@ -82,6 +82,7 @@ class Settings(BaseSettings):
     sql_comments: bool = False
     pgss_interval_s: float = Field(default=15.0, gt=0)
     pgss_top_k: int = Field(default=20, ge=1)
+    search_log_sample: float = Field(default=0.1, ge=0.0, le=1.0)
 
     # --- cache ------------------------------------------------------------------------------------------------
     redis_url: str = ""

@@ -56,6 +56,8 @@ class Context:
     #: Append sqlcommenter comments (traceparent, operation) to SQL.
     sql_comments: bool = False
     operation_name: str | None = None
+    #: Called with the normalised query text of each new search (page one), for the popular-searches log.
+    on_search: Callable[[str], None] | None = None
     #: Hook run after each committed write (the gateway bumps the cache generation there).
     after_write: Callable[[], Awaitable[None]] | None = None
 

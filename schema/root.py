@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 from collections.abc import Callable
 from typing import Annotated, Any
@@ -49,6 +50,13 @@ async def resolve_node(ctx: Context, global_id: str) -> Node | None:
     day, source_id = ids.split_page_key(key)
     p = await loaders.pages(ctx).load((day, source_id))
     return MeetingPage.from_row(p) if p else None
+
+
+@strawberry.type(description="A query people often run (from a sampled log of the last 30 days).")
+class PopularSearch:
+    query: str = strawberry.field(description="The normalised query text.")
+    searches: int = strawberry.field(description="Sampled searches in the window (a share of the real number).")
+    last_searched: datetime.datetime = strawberry.field(description="When it was last seen in the sample.")
 
 
 @strawberry.type(description="Entry points for reading the meeting records. Reads are public.")
@@ -132,6 +140,22 @@ class Query:
                 [e.cursor for e in edges], forward=req.forward, has_more=has_more, has_other=req.has_cursor
             ),
         )
+
+    @strawberry.field(description="Queries people search for most (beyond the contract).")
+    async def popular_searches(self, info: Ctx, first: int | None = 10) -> list[PopularSearch]:
+        size = 10 if first is None else first
+        if not 0 <= size <= 100:
+            raise BadUserInput("first must be between 0 and 100")
+        rows = await fetch_all(
+            info.context,
+            "popular_searches",
+            sql.SQL(
+                "SELECT query, searches, last_searched FROM public.popular_search "
+                "ORDER BY searches DESC, query LIMIT %(n)s"
+            ),
+            {"n": size},
+        )
+        return [PopularSearch(query=r[0], searches=int(r[1]), last_searched=r[2]) for r in rows]
 
     @strawberry.field(description="One municipality by subdomain, e.g. `alameda.ca`; null when unknown.")
     async def municipality(self, info: Ctx, subdomain: str) -> Municipality | None:

@@ -166,6 +166,8 @@ async def run_search(
     """One page of results for a validated search."""
     bound = fingerprint(*spec.binding())
     req = page_request(ctx.codec, bound, first=first, after=after, last=last, before=before)
+    if ctx.on_search is not None and req.page == 0:
+        ctx.on_search(spec.query)
     cursor = req.cursor_key
     if cursor is not None:
         _check_cursor_key(cursor, relevance=spec.order == "RELEVANCE")
