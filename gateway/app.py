@@ -95,6 +95,7 @@ def create_app(
     schema = build_schema(
         mutation=Mutation,
         max_depth=settings.max_query_depth,
+        max_cost=settings.max_query_cost,
         extensions=[lambda: GraphQLTracing(tracer_provider=provider or trace.NoOpTracerProvider())],
     )
     cache = ResultCache(

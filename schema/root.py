@@ -11,7 +11,13 @@ from typing import Annotated, Any
 import strawberry
 from graphql import GraphQLError
 from psycopg import sql
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter, SchemaExtension
+from strawberry.extensions import (
+    AddValidationRules,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
 from strawberry.types import ExecutionContext, Info
 
 from schema import ids, loaders
@@ -19,6 +25,7 @@ from schema.context import Context
 from schema.cursors import fingerprint
 from schema.db import fetch_all
 from schema.errors import BadUserInput, client_code
+from schema.limits import make_cost_rule
 from schema.loaders import MUNICIPALITY_COLUMNS, MunicipalityRow
 from schema.pagination import page_request
 from schema.search import SearchConnection, SearchFilter, build_spec, run_search
@@ -55,7 +62,9 @@ async def resolve_node(ctx: Context, global_id: str) -> Node | None:
 @strawberry.type(description="A query people often run (from a sampled log of the last 30 days).")
 class PopularSearch:
     query: str = strawberry.field(description="The normalised query text.")
-    searches: int = strawberry.field(description="Sampled searches in the window (a share of the real number).")
+    searches: int = strawberry.field(
+        description="Sampled searches in the window (a share of the real number)."
+    )
     last_searched: datetime.datetime = strawberry.field(description="When it was last seen in the sample.")
 
 
@@ -187,6 +196,7 @@ def build_schema(
     *,
     mutation: type | None = None,
     max_depth: int = 10,
+    max_cost: int = 5000,
     extensions: list[Callable[[], SchemaExtension] | type[SchemaExtension]] | None = None,
 ) -> strawberry.Schema:
     """The executable schema with its limits: query depth, aliases and tokens."""
@@ -195,6 +205,7 @@ def build_schema(
         lambda: QueryDepthLimiter(max_depth=max_depth),
         lambda: MaxAliasesLimiter(max_alias_count=30),
         lambda: MaxTokensLimiter(max_token_count=2000),
+        lambda: AddValidationRules([make_cost_rule(max_cost)]),
     ]
     return GatewaySchema(
         query=Query,

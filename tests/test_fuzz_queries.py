@@ -98,3 +98,14 @@ def test_deep_query_is_refused(http: httpx.Client) -> None:
     )
     body = http.post("/graphql", json={"query": deep}).json()
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+def test_expensive_query_is_refused_before_execution(http: httpx.Client) -> None:
+    nested = ("{ municipalities(first: 100) { edges { node { documents(first: 100) { edges { node { "
+              "pages(first: 100) { edges { node { text } } } } } } } } } }")
+    body = http.post("/graphql", json={"query": nested}).json()
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "too expensive" in body["errors"][0]["message"]
+    ok = http.post("/graphql", json={"query": '{ search(query: "council", first: 100) { edges { headline node { '
+                                     'document { municipality { name } } } } } }'}).json()
+    assert "errors" not in ok
