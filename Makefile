@@ -6,9 +6,9 @@ PY := $(VENV)/bin/python
 STACK_DIR ?= .stack
 DEMO_PAGES ?= 50000
 
-.PHONY: run test setup system-deps lint typecheck unit stack-up stack-down lock clean
+.PHONY: run test setup system-deps node-deps lint typecheck unit stack-up stack-down lock clean
 
-setup: system-deps $(VENV)/.installed
+setup: system-deps $(VENV)/.installed node-deps
 
 system-deps:
 	@bash ops/bootstrap.sh
@@ -17,6 +17,22 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
 	@touch $@
+
+# npm packages, from their lock files: GraphiQL's assets (served by the gateway itself, never from a CDN) and
+# the JavaScript clients the tests run. Without npm they are skipped with a message; the playground page and
+# the client tests then say what is missing.
+NPM ?= npm
+NPM_CI := $(NPM) ci --no-audit --no-fund --loglevel=error
+NODE_PROJECTS := gateway/static/vendor tests/clients
+
+node-deps: $(addsuffix /node_modules/.package-lock.json,$(NODE_PROJECTS))
+
+%/node_modules/.package-lock.json: %/package.json %/package-lock.json
+	@if command -v $(NPM) >/dev/null 2>&1; then \
+	  echo "npm ci in $*" && cd $* && $(NPM_CI); \
+	else \
+	  echo "npm not found: skipping the packages of $* (install nodejs and npm)" >&2; \
+	fi
 
 run: setup
 	$(PY) -m ops stack up --dir $(STACK_DIR)

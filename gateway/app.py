@@ -27,6 +27,7 @@ from gateway.pgss import StatementStats, run_collector
 from gateway.search_log import SearchLog
 from gateway.settings import Settings
 from gateway.telemetry import GraphQLTracing, TracingMiddleware, build_tracer_provider, get_tracer
+from gateway.web import web_routes
 from routing import Router
 from schema.mutations import Mutation
 from schema.queryids import QueryIds
@@ -155,6 +156,7 @@ def create_app(
             Route("/readyz", readyz),
             Route("/metrics", metrics.endpoint),
             Route("/graphql", graphql_app, methods=["GET", "POST"]),
+            *web_routes(),
         ],
         # Outermost first: the server span, size limits and headers, then persisted queries (which may
         # rewrite the body).

@@ -12,7 +12,7 @@ from typing import Any
 
 from graphql import GraphQLError
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
@@ -21,6 +21,7 @@ from gateway.cache import ResultCache
 from gateway.metrics import Metrics
 from gateway.search_log import SearchLog
 from gateway.settings import Settings
+from gateway.web import PAGE_HEADERS, graphiql_html
 from routing import RequestRouting, Router, decode_token
 from schema.context import Context, Viewer
 from schema.cursors import CursorCodec
@@ -94,6 +95,10 @@ class GatewayGraphQL(GraphQL[Context, None]):
         self._search_log = search_log
         self._codec = CursorCodec(settings.cursor_key)
 
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL for a browser, from this server's own assets (Strawberry's page loads them from a CDN)."""
+        return HTMLResponse(graphiql_html(), headers=PAGE_HEADERS)
+
     async def get_context(self, request: Any, response: Any) -> Context:
         routing = request.scope.get("gateway.routing") or RequestRouting(
             max_staleness_ms=self._settings.max_staleness_ms
@@ -153,7 +158,9 @@ class GatewayGraphQL(GraphQL[Context, None]):
         return body
 
 
-def error_response(message: str, code: str, status: int) -> Response:
-    """A GraphQL-shaped error for failures before execution (headers, body size)."""
-    payload = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
+def error_response(message: str, code: str, status: int, *, trace_id: str | None = None) -> Response:
+    """A GraphQL-shaped error for failures before execution (headers, body size), with the trace id."""
+    payload: dict[str, Any] = {"data": None, "errors": [{"message": message, "extensions": {"code": code}}]}
+    if trace_id:
+        payload["extensions"] = {"traceId": trace_id}
     return Response(json.dumps(payload), status_code=status, media_type="application/json")

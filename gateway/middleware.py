@@ -32,12 +32,13 @@ class GatewayMiddleware:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
+        trace_id = scope.get("gateway.trace_id")
         limit = self.settings.max_body_bytes
         length = headers.get("content-length")
         if length is not None and (not length.isdigit() or int(length) > limit):
-            await error_response(f"request body larger than {limit} bytes", BAD_USER_INPUT, 413)(
-                scope, receive, send
-            )
+            await error_response(
+                f"request body larger than {limit} bytes", BAD_USER_INPUT, 413, trace_id=trace_id
+            )(scope, receive, send)
             return
         if scope.get("path") == "/graphql":
             scope["gateway.viewer"] = self.tokens.viewer(headers.get("authorization"))
@@ -46,7 +47,7 @@ class GatewayMiddleware:
                     headers, default_staleness_ms=self.settings.max_staleness_ms
                 )
             except HeaderError as exc:
-                await error_response(str(exc), BAD_USER_INPUT, 400)(scope, receive, send)
+                await error_response(str(exc), BAD_USER_INPUT, 400, trace_id=trace_id)(scope, receive, send)
                 return
         received = 0
 
@@ -71,6 +72,6 @@ class GatewayMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not started:
-                await error_response(f"request body larger than {limit} bytes", BAD_USER_INPUT, 413)(
-                    scope, receive, send
-                )
+                await error_response(
+                    f"request body larger than {limit} bytes", BAD_USER_INPUT, 413, trace_id=trace_id
+                )(scope, receive, send)

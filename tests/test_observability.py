@@ -32,7 +32,9 @@ from tests.conftest import ServedGateway, gateway_settings, gql
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
-QUERY = 'query FindZoning { search(query: "zoning variance", first: 5) { edges { headline node { sourceId } } } }'
+QUERY = (
+    'query FindZoning { search(query: "zoning variance", first: 5) { edges { headline node { sourceId } } } }'
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +60,16 @@ def test_one_search_from_trace_to_sql_span_to_its_queryid_on_metrics(
         assert body["extensions"]["traceId"] == TRACE_ID  # the client's trace is continued
         spans = _spans(exporter, TRACE_ID)
         names = {s.name for s in spans}
-        assert {"POST /graphql", "GraphQL Query: FindZoning", "GraphQL Parsing", "GraphQL Validation",
-                "GraphQL Execution", "GraphQL Resolving: search", "SQL search", "SQL headlines"} <= names
+        assert {
+            "POST /graphql",
+            "GraphQL Query: FindZoning",
+            "GraphQL Parsing",
+            "GraphQL Validation",
+            "GraphQL Execution",
+            "GraphQL Resolving: search",
+            "SQL search",
+            "SQL headlines",
+        } <= names
         server = next(s for s in spans if s.name == "POST /graphql")
         assert server.parent is not None and format(server.parent.span_id, "016x") == "00f067aa0ba902b7"
         sql_span = next(s for s in spans if s.name == "SQL search")
@@ -76,7 +86,9 @@ def test_one_search_from_trace_to_sql_span_to_its_queryid_on_metrics(
             gql(http, QUERY)
         deadline = time.monotonic() + 20
         pattern = re.compile(
-            r'civic_pgss_calls_total\{node="(\w+)",queryid="' + queryid + r'",role="(\w+)",statement="search"\} (\d+)'
+            r'civic_pgss_calls_total\{node="(\w+)",queryid="'
+            + queryid
+            + r'",role="(\w+)",statement="search"\} (\d+)'
         )
         found = None
         while time.monotonic() < deadline and not found:
@@ -107,7 +119,9 @@ def test_sql_carries_a_sqlcommenter_comment(
     assert any(f"traceparent='00-{TRACE_ID}-" in r[0] for r in rows)
 
 
-def test_metrics_endpoint_has_the_operational_series(traced: tuple[ServedGateway, InMemorySpanExporter]) -> None:
+def test_metrics_endpoint_has_the_operational_series(
+    traced: tuple[ServedGateway, InMemorySpanExporter],
+) -> None:
     gw, _ = traced
     with httpx.Client(base_url=gw.url, timeout=30) as http:
         gql(http, QUERY)
@@ -129,18 +143,25 @@ def test_metrics_endpoint_has_the_operational_series(traced: tuple[ServedGateway
 
 
 def test_slow_or_chatty_request_is_one_json_log_line(
-    traced: tuple[ServedGateway, InMemorySpanExporter], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    traced: tuple[ServedGateway, InMemorySpanExporter],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     gw, _ = traced
     monkeypatch.setattr(gateway_metrics, "MANY_STATEMENTS", 1)
-    with caplog.at_level(logging.WARNING, logger="gateway.slow"), httpx.Client(base_url=gw.url, timeout=30) as http:
+    with (
+        caplog.at_level(logging.WARNING, logger="gateway.slow"),
+        httpx.Client(base_url=gw.url, timeout=30) as http,
+    ):
         gql(http, QUERY, headers={"traceparent": TRACEPARENT})
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "gateway.slow"]
     assert lines and lines[-1]["traceId"] == TRACE_ID and lines[-1]["operation"] == "FindZoning"
     assert lines[-1]["statements"] >= 2 and lines[-1]["durationMs"] > 0
 
 
-def test_health_endpoints(traced: tuple[ServedGateway, InMemorySpanExporter], stack_layout: stack.StackLayout) -> None:
+def test_health_endpoints(
+    traced: tuple[ServedGateway, InMemorySpanExporter], stack_layout: stack.StackLayout
+) -> None:
     gw, _ = traced
     assert httpx.get(f"{gw.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{gw.url}/readyz")
@@ -156,7 +177,9 @@ def test_health_endpoints(traced: tuple[ServedGateway, InMemorySpanExporter], st
 
 def test_nothing_configured_means_no_export() -> None:
     assert build_tracer_provider({}) is None
-    assert exporters_from_env({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x"}) == []
+    assert (
+        exporters_from_env({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://x"}) == []
+    )
     assert type(exporters_from_env({"OTEL_TRACES_EXPORTER": "console"})[0]).__name__ == "ConsoleSpanExporter"
     with pytest.raises(ValueError, match="unknown exporter"):
         exporters_from_env({"OTEL_TRACES_EXPORTER": "zipkin"})
@@ -241,7 +264,10 @@ def test_otlp_export_reaches_a_receiver(
     assert provider is not None
     try:
         settings = gateway_settings(stack_layout, cache_enabled=False)
-        with ServedGateway(settings, tracer_provider=provider) as gw, httpx.Client(base_url=gw.url, timeout=30) as c:
+        with (
+            ServedGateway(settings, tracer_provider=provider) as gw,
+            httpx.Client(base_url=gw.url, timeout=30) as c,
+        ):
             gql(c, QUERY, headers={"traceparent": TRACEPARENT})
         provider.force_flush()
         deadline = time.monotonic() + 10
@@ -275,9 +301,14 @@ def test_real_prometheus_scrapes_metrics(traced: tuple[ServedGateway, InMemorySp
         f"  - job_name: civic\n    static_configs:\n      - targets: ['{target}']\n"
     )
     proc = subprocess.Popen(
-        [binary, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            binary,
+            f"--config.file={work / 'prometheus.yml'}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 40
@@ -285,8 +316,10 @@ def test_real_prometheus_scrapes_metrics(traced: tuple[ServedGateway, InMemorySp
         while time.monotonic() < deadline and not result:
             time.sleep(1)
             try:
-                resp = httpx.get(f"http://127.0.0.1:{port}/api/v1/query",
-                                 params={"query": 'civic_graphql_requests_total{operation="FindZoning"}'})
+                resp = httpx.get(
+                    f"http://127.0.0.1:{port}/api/v1/query",
+                    params={"query": 'civic_graphql_requests_total{operation="FindZoning"}'},
+                )
                 result = resp.json()["data"]["result"]
             except (httpx.HTTPError, KeyError, ValueError):
                 continue
