@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
+from pathlib import Path
 
 from gateway.settings import Settings, SettingsError, load_settings
 
@@ -53,7 +55,21 @@ def _cmd_partitions(args: argparse.Namespace, settings: Settings) -> int:
 
     from gateway import partitions
 
-    with psycopg.connect(_admin_primary(settings), autocommit=True, prepare_threshold=None) as conn:
+    dsn = _admin_primary(settings)
+    if args.action == "archive":
+        from gateway import archive
+
+        return archive.run_cli(
+            dsn,
+            dest=args.to,
+            older_than=args.older_than,
+            before=args.before,
+            names=args.partition,
+            strategy=args.strategy,
+            dry_run=args.dry_run,
+            restore_dsn=args.restore_dsn,
+        )
+    with psycopg.connect(dsn, autocommit=True, prepare_threshold=None) as conn:
         if args.action == "ensure":
             created = partitions.ensure_ahead(conn, args.ahead)
             created += partitions.drain_default(conn)
@@ -101,9 +117,21 @@ def build_parser() -> argparse.ArgumentParser:
     mig = sub.add_parser("migrate", help="apply pending migrations to the primary")
     mig.set_defaults(func=_cmd_migrate)
     part = sub.add_parser("partitions", help="partition lifecycle of meeting_page")
-    part.add_argument("action", choices=["ensure", "list"])
+    part.add_argument("action", choices=["ensure", "list", "archive"])
     part.add_argument("--ahead", type=int, default=3, help="periods to create after the current one")
     part.add_argument("--exact", action="store_true", help="count rows exactly instead of estimating")
+    arch = part.add_argument_group("archive (detach, dump, verify the dump restores, then drop)")
+    arch.add_argument("--older-than", metavar="AGE", help="partitions whose range ended this long ago: 2y, 18m, 90d")
+    arch.add_argument(
+        "--before", metavar="DATE", type=dt.date.fromisoformat, help="or whose range ends on or before DATE"
+    )
+    arch.add_argument("--to", metavar="DIR", type=Path, help="folder for the dumps and their manifests")
+    arch.add_argument("--partition", metavar="NAME", action="append", help="only this partition (repeatable)")
+    arch.add_argument("--strategy", choices=["swap-default", "lock-timeout"], default="swap-default")
+    arch.add_argument(
+        "--restore-dsn", metavar="DSN", help="server for the scratch restore check (default: the primary itself)"
+    )
+    arch.add_argument("--dry-run", action="store_true", help="list what would be archived, change nothing")
     part.set_defaults(func=_cmd_partitions)
     stats = sub.add_parser("stats", help="search statistics")
     stats.add_argument("action", choices=["refresh"], help="refresh the popular-searches view (CONCURRENTLY)")

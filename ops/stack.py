@@ -634,7 +634,7 @@ def node_status(layout: StackLayout, name: str) -> NodeStatus:
                 SELECT pg_is_in_recovery(),
                        CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END,
                        CASE WHEN pg_is_in_recovery() THEN
-                            CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+                            CASE WHEN pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0
                                  ELSE extract(epoch FROM now() - pg_last_xact_replay_timestamp()) END
                        END,
                        (SELECT timeline_id FROM pg_control_checkpoint())

@@ -39,12 +39,14 @@ _R = TypeVar("_R")
 # timeline at the first checkpoint after a promotion, which can be minutes later; on a replica the checkpoint's
 # timeline is the best available without extra privileges. Replay lag is 0 when the replica has replayed all it
 # received (an idle primary must not make replicas look stale), else the age of the last replayed commit.
+# "All it received" is <=, not =: a restarted walreceiver reports the start of its segment as received, behind
+# what was already replayed, until new WAL arrives (seen in the failover drills as a 142 s phantom lag).
 _POLL_SQL: LiteralString = """
 SELECT pg_is_in_recovery(),
        CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() - '0/0'::pg_lsn END,
        CASE WHEN NOT pg_is_in_recovery() THEN pg_current_wal_lsn() - '0/0'::pg_lsn END,
        CASE WHEN pg_is_in_recovery() THEN
-            CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0
+            CASE WHEN pg_last_wal_receive_lsn() <= pg_last_wal_replay_lsn() THEN 0
                  ELSE greatest(0, extract(epoch FROM now() - pg_last_xact_replay_timestamp())) END
        END,
        CASE WHEN pg_is_in_recovery() THEN (SELECT timeline_id FROM pg_control_checkpoint())
