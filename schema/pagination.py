@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, TypeVar
 
 from schema.cursors import CursorCodec
 from schema.errors import BadUserInput
 
+Row = TypeVar("Row")
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 
@@ -60,3 +61,16 @@ def page_request(
         size=size, forward=forward, cursor_key=key, has_cursor=cursor is not None,
         page=cursor_page + 1 if forward else None,
     )
+
+
+def trim_page(rows: list[Row], req: PageRequest) -> tuple[list[Row], bool]:
+    """The rows of the page in display order, and whether more rows lie beyond it in the scan direction.
+
+    Keyset queries fetch ``size + 1`` rows in scan order: the extra row only says there is more. Backward
+    pages are scanned in reverse, so they are flipped back here.
+    """
+    has_more = len(rows) > req.size
+    page = rows[: req.size]
+    if not req.forward:
+        page.reverse()
+    return page, has_more

@@ -27,7 +27,7 @@ from schema.db import fetch_all
 from schema.errors import BadUserInput, client_code
 from schema.limits import make_cost_rule
 from schema.loaders import MUNICIPALITY_COLUMNS, MunicipalityRow
-from schema.pagination import page_request
+from schema.pagination import page_request, trim_page
 from schema.search import SearchConnection, SearchFilter, build_spec, run_search
 from schema.types import (
     MeetingDocument,
@@ -135,10 +135,7 @@ class Query:
             n=sql.Literal(req.size + 1),
         )
         rows = [MunicipalityRow(*r) for r in await fetch_all(ctx, "municipalities", query, params)]
-        has_more = len(rows) > req.size
-        rows = rows[: req.size]
-        if not req.forward:
-            rows.reverse()
+        rows, has_more = trim_page(rows, req)
         edges = [
             MunicipalityEdge(cursor=ctx.codec.encode(bound, [r.subdomain]), node=Municipality.from_row(r))
             for r in rows

@@ -15,7 +15,7 @@ from schema.context import Context
 from schema.cursors import fingerprint
 from schema.db import fetch_all, fetch_routed
 from schema.errors import BadUserInput
-from schema.pagination import page_request
+from schema.pagination import page_request, trim_page
 from schema.search_sql import PageRow, SearchSpec
 from schema.types import DocumentType, MeetingPage, PageInfo, SearchOrder, page_info
 
@@ -188,10 +188,7 @@ async def run_search(
     rows = [_page_row(r) for r in raw if r[0] is not None]
     if spec.order == "RELEVANCE":
         rows.sort(key=lambda r: (r.rank or 0.0, r.meeting_date, r.id), reverse=req.forward)
-    has_more = len(rows) > req.size
-    rows = rows[: req.size]
-    if not req.forward:
-        rows.reverse()
+    rows, has_more = trim_page(rows, req)
     loaders.prime_pages(ctx, rows)
     edges = [
         SearchEdge(

@@ -16,7 +16,7 @@ from schema.cursors import fingerprint
 from schema.db import fetch_all
 from schema.errors import Unavailable
 from schema.loaders import DOCUMENT_COLUMNS, DocumentRow, MunicipalityRow
-from schema.pagination import page_request
+from schema.pagination import page_request, trim_page
 from schema.search_sql import PAGE_COLUMNS, PageRow
 
 Ctx = Info[Context, None]
@@ -125,10 +125,7 @@ class Municipality(Node):
             limit=sql.Literal(req.size + 1),
         )
         rows = [DocumentRow(*r) for r in await fetch_all(ctx, "municipality_documents", query, params)]
-        has_more = len(rows) > req.size
-        rows = rows[: req.size]
-        if not req.forward:
-            rows.reverse()
+        rows, has_more = trim_page(rows, req)
         edges = [
             MeetingDocumentEdge(
                 cursor=ctx.codec.encode(bound, [r.meeting_date.isoformat(), r.id]),
@@ -220,10 +217,7 @@ class MeetingDocument(Node):
             limit=sql.Literal(req.size + 1),
         )
         rows = [PageRow(*r) for r in await fetch_all(ctx, "document_pages", query, params)]
-        has_more = len(rows) > req.size
-        rows = rows[: req.size]
-        if not req.forward:
-            rows.reverse()
+        rows, has_more = trim_page(rows, req)
         loaders.prime_pages(ctx, rows)
         edges = [
             MeetingPageEdge(
