@@ -27,14 +27,16 @@ def run(args: argparse.Namespace) -> int:
     from migrations import runner
 
     work = Path(tempfile.mkdtemp(prefix="civic-bench-ingest-"))
+    work.chmod(0o755)  # the stack inside it runs as the postgres user, who must be able to walk into it
     directory = Path(args.dir) if args.dir else work / "stack"
-    jsonl = work / "pages.jsonl"
+    jsonl = Path(args.jsonl) if args.jsonl else work / "pages.jsonl"
     try:
-        started = time.monotonic()
-        lines = write_corpus_jsonl(jsonl, args.pages, seed=1)
-        print(f"wrote {lines:,} JSONL lines ({jsonl.stat().st_size / 1e9:.2f} GB) in "
-              f"{time.monotonic() - started:.0f} s (not timed)", flush=True)
-        layout = stack.up(directory, replicas=args.replicas, base_port=args.base_port)
+        if not jsonl.exists():
+            started = time.monotonic()
+            lines = write_corpus_jsonl(jsonl, args.pages, seed=1)
+            print(f"wrote {lines:,} JSONL lines ({jsonl.stat().st_size / 1e9:.2f} GB) in "
+                  f"{time.monotonic() - started:.0f} s (not timed)", flush=True)
+        layout = stack.up(directory, replicas=args.replicas, base_port=args.base_port, memory_mb=args.memory_mb)
         admin = layout.bouncer_dsn("node1_session", user="postgres")
         runner.migrate(admin)
         baseline = _copy_baseline(admin, jsonl)
@@ -90,4 +92,6 @@ def main(rest: list[str]) -> int:
     parser.add_argument("--replicas", type=int, default=2)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the throwaway stack")
+    parser.add_argument("--jsonl", default="", help="reuse (or keep) the corpus JSONL at this path")
+    parser.add_argument("--memory-mb", type=int, default=4096, help="RAM each node plans for")
     return run(parser.parse_args(rest))

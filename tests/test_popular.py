@@ -46,7 +46,7 @@ def test_sampled_searches_become_popular_searches(
         assert "popular_search refreshed" in out.stdout
         body = gql(
             http,
-            "{ popularSearches(first: 5) { query searches lastSearched } }",
+            "{ popularSearches(first: 50) { query searches lastSearched } }",
             headers={"X-Max-Staleness-Ms": "0"},
         )
         top = body["data"]["popularSearches"]
