@@ -10,9 +10,11 @@ import json
 import time
 from typing import Any
 
+from cross_web import HTTPException
 from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
+from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
@@ -94,6 +96,19 @@ class GatewayGraphQL(GraphQL[Context, None]):
         self._metrics = metrics
         self._search_log = search_log
         self._codec = CursorCodec(settings.cursor_key)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Strawberry's handler, except that its HTTP-level refusals (malformed JSON, an unknown operation
+        name, an unsupported content type) come back as GraphQL errors with a code, not as plain text."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as exc:
+            code = BAD_USER_INPUT if exc.status_code < 500 else INTERNAL
+            response = error_response(exc.reason, code, exc.status_code, trace_id=scope.get("gateway.trace_id"))
+        await response(scope, receive, send)
 
     async def render_graphql_ide(self, request: Request) -> Response:
         """GraphiQL for a browser, from this server's own assets (Strawberry's page loads them from a CDN)."""

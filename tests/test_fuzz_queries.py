@@ -109,3 +109,21 @@ def test_expensive_query_is_refused_before_execution(http: httpx.Client) -> None
     ok = http.post("/graphql", json={"query": '{ search(query: "council", first: 100) { edges { headline node { '
                                      'document { municipality { name } } } } } }'}).json()
     assert "errors" not in ok
+
+
+@pytest.mark.parametrize(
+    ("payload", "content_type"),
+    [
+        (b"{not json", "application/json"),
+        (b'{"query": "query A { __typename }", "operationName": "B"}', "application/json"),
+        (b"query { __typename }", "text/plain"),
+    ],
+)
+def test_http_level_refusals_are_graphql_errors_with_a_code(
+    http: httpx.Client, payload: bytes, content_type: str
+) -> None:
+    resp = http.post("/graphql", content=payload, headers={"content-type": content_type})
+    assert 400 <= resp.status_code < 500
+    body = resp.json()
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert len(body["extensions"]["traceId"]) == 32
