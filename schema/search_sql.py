@@ -8,6 +8,10 @@ Why the statement looks the way it does (figures in docs/performance.md):
   ``DATE_WINDOW`` rows past the cursor. If that finds a full page, the page is exact (the walk is in order).
   If not, and the window was full, the same statement falls back to the GIN index, where the matches are few
   and sort cheaply. The fallback sits behind a one-time filter, so it costs nothing when the walk sufficed.
+  It runs one year at a time, newest (or oldest) first, and stops as soon as the page is full: the GIN index
+  finds the pages holding every word of a phrase, and each must then be rechecked for the words' positions,
+  so a phrase of two common words (hundreds of thousands of candidates, a few hundred matches) would
+  otherwise recheck every candidate in the table before sorting.
 * **Relevance.** Ranking every match of a common word costs seconds (ts_rank over 99 % of 1M pages: 4.6 s).
   Ranking is therefore done over a bounded candidate set: the matches among the newest ``RELEVANCE_WINDOW``
   pages when those hold at least ``RELEVANCE_MIN_CANDIDATES`` matches, else the newest
@@ -216,14 +220,26 @@ def _picked_ctes(
         picked AS (
             SELECT h.id, h.meeting_date FROM hits h WHERE (SELECT walked FROM state)
             UNION ALL
-            (SELECT p.id, p.meeting_date
-               FROM public.meeting_page p
-              WHERE NOT (SELECT walked FROM state) AND {fallback}
-              ORDER BY p.meeting_date + 0 {dir}, p.id {dir}
+            (SELECT f.id, f.meeting_date
+               FROM generate_series(
+                        extract(year FROM (SELECT {first_end}(m.meeting_date) FROM public.meeting_page m))::int,
+                        extract(year FROM (SELECT {last_end}(m.meeting_date) FROM public.meeting_page m))::int,
+                        {step}) AS y(year)
+              CROSS JOIN LATERAL (
+                    SELECT p.id, p.meeting_date
+                      FROM public.meeting_page p
+                     WHERE NOT (SELECT walked FROM state) AND {fallback}
+                       AND p.meeting_date >= make_date(y.year, 1, 1)
+                       AND p.meeting_date < make_date(y.year + 1, 1, 1)
+                     ORDER BY p.meeting_date + 0 {dir}, p.id {dir}
+                     LIMIT {target}) f
               LIMIT {target})
         )
         """
     ).format(
+        first_end=sql.SQL("max" if desc else "min"),
+        last_end=sql.SQL("min" if desc else "max"),
+        step=sql.Literal(-1 if desc else 1),
         tsq=TSQ,
         walk_where=_and(walk_where),
         dir=direction,
