@@ -11,13 +11,14 @@ import dataclasses
 import datetime as dt
 import html
 from collections.abc import Sequence
+from typing import Any
 
 from psycopg import sql
 from strawberry.dataloader import DataLoader
 
 from schema import search_sql
 from schema.context import Context
-from schema.db import fetch_all
+from schema.db import fetch_all, fetch_routed
 from schema.search_sql import PageRow
 
 PageKey = tuple[dt.date, str]
@@ -57,15 +58,41 @@ def render_headline(raw: str) -> str:
     )
 
 
+async def cached_rows(
+    ctx: Context, label: str, query: sql.Composed, params: dict[str, Any], key: list[Any]
+) -> list[list[Any]]:
+    """Rows of a batch lookup as JSON values, through the result cache when the gateway provides one.
+
+    A cached search page is only fast if what it shows is too: its headlines, documents and towns are batch
+    lookups keyed by the page's ids, so they are cached beside it, under the same generation and with the same
+    WAL-position guard for readers that carry a consistency token.
+    """
+
+    async def compute() -> tuple[list[list[Any]], int | None]:
+        rows, route = await fetch_routed(ctx, label, query, params)
+        return [[v.isoformat() if isinstance(v, dt.date) else v for v in r] for r in rows], (
+            route.lsn if route else None
+        )
+
+    if ctx.cache is None:
+        rows, _ = await compute()
+        return rows
+    result: list[list[Any]] = await ctx.cache.get_or_compute(
+        [label, *key], min_lsn=ctx.routing.min_lsn, compute=compute
+    )
+    return result
+
+
 def _municipalities(ctx: Context) -> DataLoader[int, MunicipalityRow | None]:
     async def load(keys: Sequence[int]) -> list[MunicipalityRow | None]:
-        rows = await fetch_all(
+        rows = await cached_rows(
             ctx,
             "municipalities_by_id",
             sql.SQL("SELECT {} FROM public.municipality m WHERE m.id = ANY (%(ids)s)").format(
                 MUNICIPALITY_COLUMNS
             ),
             {"ids": list(keys)},
+            sorted(set(keys)),
         )
         found = {int(r[0]): MunicipalityRow(*r) for r in rows}
         return [found.get(k) for k in keys]
@@ -75,15 +102,16 @@ def _municipalities(ctx: Context) -> DataLoader[int, MunicipalityRow | None]:
 
 def _documents(ctx: Context) -> DataLoader[int, DocumentRow | None]:
     async def load(keys: Sequence[int]) -> list[DocumentRow | None]:
-        rows = await fetch_all(
+        rows = await cached_rows(
             ctx,
             "documents_by_id",
             sql.SQL("SELECT {} FROM public.meeting_document d WHERE d.id = ANY (%(ids)s)").format(
                 DOCUMENT_COLUMNS
             ),
             {"ids": list(keys)},
+            sorted(set(keys)),
         )
-        found = {int(r[0]): DocumentRow(*r) for r in rows}
+        found = {int(r[0]): DocumentRow(r[0], r[1], r[2], dt.date.fromisoformat(r[3]), r[4]) for r in rows}
         return [found.get(k) for k in keys]
 
     return DataLoader(load_fn=load)
@@ -105,13 +133,14 @@ def _pages(ctx: Context) -> DataLoader[PageKey, PageRow | None]:
 
 def _headlines(ctx: Context, query: str) -> DataLoader[PageKey, str]:
     async def load(keys: Sequence[PageKey]) -> list[str]:
-        rows = await fetch_all(
+        rows = await cached_rows(
             ctx,
             "headlines",
             search_sql.headline_query(),
             {"q": query, "ids": [k[1] for k in keys], "dates": [k[0] for k in keys]},
+            [query, *sorted({f"{k[0].isoformat()}/{k[1]}" for k in keys})],
         )
-        found = {(r[1], r[0]): render_headline(str(r[2])) for r in rows}
+        found = {(dt.date.fromisoformat(r[1]), r[0]): render_headline(str(r[2])) for r in rows}
         return [found.get(k, "") for k in keys]
 
     return DataLoader(load_fn=load)

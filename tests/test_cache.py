@@ -183,3 +183,12 @@ def test_automatic_persisted_queries(client: httpx.Client) -> None:
     assert wrong.status_code == 400
 
 
+
+
+def test_a_cached_page_serves_its_headlines_documents_and_towns_too(client: httpx.Client) -> None:
+    query = """{ search(query: "sewer   ", first: 10) { edges { headline node { sourceId
+        document { meetingName municipality { name state } } } } } }"""
+    first = gql(client, query)
+    again = gql(client, query)
+    assert first["extensions"]["statements"] >= 3  # search, headlines, documents, towns (some may be warm)
+    assert again["data"] == first["data"] and again["extensions"]["statements"] == 0
