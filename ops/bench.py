@@ -74,6 +74,11 @@ GRAPHQL = """query B($q: String!, $f: SearchFilter, $o: SearchOrder, $a: String)
   }
 }"""
 FLOOR_GRAPHQL = "{ __typename }"
+MINIMAL_GRAPHQL = """query B($q: String!, $f: SearchFilter, $o: SearchOrder, $a: String) {
+  search(query: $q, filter: $f, orderBy: $o, first: 20, after: $a) { edges { cursor } pageInfo { hasNextPage } }
+}"""
+# Cells whose gateway overhead is broken down (GraphQL/HTTP floor, search statement only, full page).
+BREAKDOWN = (("common term", "NEWEST"), ("rare term", "NEWEST"), ("medium term", "RELEVANCE"))
 
 # Targets from the issue.
 TARGET_NEWEST_P95_MS = 50.0
@@ -114,8 +119,17 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "load_average": [round(x, 2) for x in os.getloadavg()],
+        **code_version(),
     }
     return info
+
+
+def code_version() -> dict[str, str]:
+    """Which search SQL was measured: others edit schema/ while benchmarks run."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT, capture_output=True, text=True,
+                          check=False).stdout.strip()
+    digest = hashlib.sha1((PROJECT / "schema" / "search_sql.py").read_bytes()).hexdigest()[:12]  # noqa: S324
+    return {"git_head": head, "search_sql_sha1": digest}
 
 
 def server_info(conn: Conn) -> dict[str, Any]:
@@ -325,6 +339,9 @@ class RawClient:
         self.turn += 1
         return self.conns[self.turn % len(self.conns)]
 
+    def search_only(self, query: sql.Composed, params: dict[str, Any]) -> None:
+        self.next_conn().execute(query, params).fetchall()
+
     def page(self, query: sql.Composed, params: dict[str, Any], spec: Any) -> None:
         from schema import loaders, search_sql
 
@@ -365,6 +382,7 @@ def bench_search(args: argparse.Namespace) -> int:
     from schema import search_sql
     from schema.cursors import CursorCodec, fingerprint
 
+    at_start = machine()  # the code measured is the code at the start (others edit schema/ meanwhile)
     layout = stack.up(Path(args.dir))
     total = ensure_corpus(layout, args.pages)
     secret = "bench-secret"  # noqa: S105  # signs cursors for this run only
@@ -436,16 +454,59 @@ def bench_search(args: argparse.Namespace) -> int:
                                "overhead_p50_ms": round(g["p50"] - s["p50"], 2)}
                         results.append(row)
                         _say(json.dumps(row))
+            breakdown = overhead_breakdown(http, raw, [c for c in todo if any(c.name == b[0] for b in BREAKDOWN)],
+                                           args.runs)
     finally:
         raw.close()
-    report = {"benchmark": "search", "pages": total, "runs": args.runs, "machine": machine(), "server": info,
+    report = {"benchmark": "search", "pages": total, "runs": args.runs, "machine": at_start, "machine_at_end": machine(), "server": info,
               "seconds": round(time.perf_counter() - started), "classes": shares,
-              "floor_graphql_typename": summary(floor_ms), "results": results}
+              "floor_graphql_typename": summary(floor_ms), "results": results, "breakdown": breakdown}
     report["targets"] = evaluate_targets(results)
     out = write_report(args.out or "search", report)
     _say(markdown_search(report))
     _say(f"\nwritten to {out}")
     return 0
+
+
+def overhead_breakdown(http: httpx.Client, raw: RawClient, todo: list[Case], runs: int) -> list[dict[str, Any]]:
+    """Where the gateway's time goes, first page, five variants interleaved: the GraphQL/HTTP floor, the
+    gateway asked for cursors only (the search statement, no dataloaders), the search statement alone over
+    psycopg, and the full page both ways."""
+    from schema import search_sql
+
+    out = []
+    for case in todo:
+        for name, order in BREAKDOWN:
+            if name != case.name:
+                continue
+            spec = case.spec(order)
+            build = search_sql.relevance_page if order == "RELEVANCE" else search_sql.date_page
+            q, p = build(spec, forward=True, size=PAGE_SIZE, cursor=None)
+            variables = {"q": case.query, "f": case.gql_filter, "o": order, "a": None}
+
+            def post(query: str, variables: dict[str, Any] = variables) -> None:
+                r = http.post("/graphql", json={"query": query, "variables": variables})
+                if r.status_code != 200 or r.json().get("errors"):
+                    raise RuntimeError(f"gateway error: {r.text[:500]}")
+
+            variants: dict[str, Callable[[], None]] = {
+                "graphql floor ({ __typename })": lambda: post(FLOOR_GRAPHQL, {}),
+                "gateway, cursors only": functools.partial(post, MINIMAL_GRAPHQL),
+                "SQL, search statement only": functools.partial(raw.search_only, q, p),
+                "gateway, full page": functools.partial(post, GRAPHQL),
+                "SQL, full page (4 statements)": functools.partial(raw.page, q, p, spec),
+            }
+            names = list(variants)
+            samples: dict[str, list[float]] = {n: [] for n in names}
+            for n in names:
+                variants[n]()
+            for i in range(runs):
+                for n in names[i % len(names):] + names[: i % len(names)]:
+                    samples[n].append(_timed(variants[n]))
+            row = {"class": case.name, "order": order, "page": 1, "variants": {n: summary(v) for n, v in samples.items()}}
+            out.append(row)
+            _say(json.dumps(row))
+    return out
 
 
 def _cell(results: list[dict[str, Any]], cls: str, order: str, page: int) -> dict[str, Any] | None:
@@ -500,6 +561,9 @@ def markdown_search(report: dict[str, Any]) -> str:
             continue
         g, s = r["gateway"], r["sql"]
         lines.append(f"{head} {g['p50']:.1f} | {g['p95']:.1f} | {s['p50']:.1f} | {s['p95']:.1f} | {r['ratio_p50']} |")
+    for b in report.get("breakdown", []):
+        lines += ["", f"Breakdown, {b['class']} {b['order']} page 1 (p50 / p95 ms):", ""]
+        lines += [f"- {n}: {v['p50']:.1f} / {v['p95']:.1f}" for n, v in b["variants"].items()]
     return "\n".join(lines)
 
 
@@ -636,6 +700,7 @@ def bench_partitions(args: argparse.Namespace) -> int:
     """Flat table vs yearly vs monthly partitions: build time, size, query p50/p95 and planning time."""
     from schema import search_sql
 
+    at_start = machine()  # the code measured is the code at the start (others edit schema/ meanwhile)
     layout = stack.up(Path(args.dir))
     total = ensure_corpus(layout, args.pages)
     schemas = {w: f"bench_{'flat' if w == 'none' else w}" for w in args.widths}
@@ -678,7 +743,7 @@ def bench_partitions(args: argparse.Namespace) -> int:
             gone = [s for w, s in schemas.items() if w not in kept]
             drop_schemas(conn, gone)
             _say(f"dropped {', '.join(gone) or 'nothing'}")
-    report = {"benchmark": "partitions", "pages": total, "runs": args.runs, "machine": machine(), "server": info,
+    report = {"benchmark": "partitions", "pages": total, "runs": args.runs, "machine": at_start, "machine_at_end": machine(), "server": info,
               "seconds": round(time.perf_counter() - started), "builds": builds, "results": results,
               "note": "UNLOGGED copies on the primary, loaded with INSERT ... SELECT of the stored vectors; "
                       "indexes built after the load; raw SQL over a direct connection"}
@@ -764,6 +829,7 @@ def bench_relevance(args: argparse.Namespace) -> int:
     """Bounded candidates (current) vs ts_rank over every match vs RUM, on one flat copy, interleaved."""
     from schema import search_sql
 
+    at_start = machine()  # the code measured is the code at the start (others edit schema/ meanwhile)
     layout = stack.up(Path(args.dir))
     total = ensure_corpus(layout, args.pages)
     schema = args.schema
@@ -811,7 +877,7 @@ def bench_relevance(args: argparse.Namespace) -> int:
                 if rum:
                     _run(conn, "DROP EXTENSION IF EXISTS rum")
                 _say(f"dropped {schema}")
-    report = {"benchmark": "relevance", "pages": total, "runs": args.runs, "machine": machine(), "server": info,
+    report = {"benchmark": "relevance", "pages": total, "runs": args.runs, "machine": at_start, "machine_at_end": machine(), "server": info,
               "rum_available": rum, "seconds": round(time.perf_counter() - started), "build": build,
               "results": results,
               "note": "flat UNLOGGED copy with the same B-tree and GIN indexes (plus RUM when available); raw "
@@ -890,7 +956,7 @@ def bench_explain(args: argparse.Namespace) -> int:
                     q, p = build(spec, forward=True, size=PAGE_SIZE, cursor=key)
                     conn.execute(q, p).fetchall()  # warm
                     text = q.as_string(conn)
-                    plan = conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {text}", p).fetchall()
+                    plan = conn.execute(sql.SQL("EXPLAIN (ANALYZE, BUFFERS) ") + sql.SQL(text), p)  # our own SQL text, never input.fetchall()
                     _say(f"\n=== {case.name} ({case.query!r}) {order} page {depth}")
                     _say("\n".join(str(r[0]) for r in plan))
     return 0

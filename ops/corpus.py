@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, NoReturn
 
 import psycopg
+from psycopg import sql
 from tqdm import tqdm
 
 from gateway import partitions
@@ -225,24 +226,55 @@ _RARE_WORDS = "wombat raccoon coyote opossum beaver heron alpaca llama peacock r
 
 _PHRASES = (
     # (phrase, relative weight): the common ones appear in most documents, the rare ones in a few.
-    ("public hearing", 30), ("consent agenda", 20), ("call to order", 14), ("roll call", 14),
-    ("public comment", 22), ("second reading", 10), ("first reading", 10), ("liquor license", 8),
-    ("executive session", 8), ("conditional use permit", 7), ("site plan review", 6),
-    ("budget amendment", 6), ("zoning variance", 5), ("capital improvement plan", 5), ("Main Street", 6),
-    ("affordable housing", 5), ("short-term rental", 4), ("cannabis dispensary", 3),
-    ("special use permit", 4), ("comprehensive plan", 4), ("stormwater management", 3),
-    ("tax increment financing", 2), ("motion carried", 10), ("rezoning Main Street", 1),
-    ("reunión pública", 1), ("información en español", 1), ("board of adjustment", 2),
+    ("public hearing", 30),
+    ("consent agenda", 20),
+    ("call to order", 14),
+    ("roll call", 14),
+    ("public comment", 22),
+    ("second reading", 10),
+    ("first reading", 10),
+    ("liquor license", 8),
+    ("executive session", 8),
+    ("conditional use permit", 7),
+    ("site plan review", 6),
+    ("budget amendment", 6),
+    ("zoning variance", 5),
+    ("capital improvement plan", 5),
+    ("Main Street", 6),
+    ("affordable housing", 5),
+    ("short-term rental", 4),
+    ("cannabis dispensary", 3),
+    ("special use permit", 4),
+    ("comprehensive plan", 4),
+    ("stormwater management", 3),
+    ("tax increment financing", 2),
+    ("motion carried", 10),
+    ("rezoning Main Street", 1),
+    ("reunión pública", 1),
+    ("información en español", 1),
+    ("board of adjustment", 2),
 )
 
 # Now and then a page mentions "Parks & Recreation" or a threshold with "<": text a client must HTML-escape.
 _AMPERSAND_SNIPPETS = (
-    "Parks & Recreation", "Q&A", "AT&T franchise agreement", "P&Z", "Smith & Associates", "R&D",
-    "Planning & Zoning", "Water & Sewer Fund", "B&O tax", "Johnson & Sons Construction",
+    "Parks & Recreation",
+    "Q&A",
+    "AT&T franchise agreement",
+    "P&Z",
+    "Smith & Associates",
+    "R&D",
+    "Planning & Zoning",
+    "Water & Sewer Fund",
+    "B&O tax",
+    "Johnson & Sons Construction",
 )
 _ANGLE_SNIPPETS = (
-    "purchases < $5,000 need no bid", "lots < 5,000 sq ft", "height > 35 ft", "vote count < quorum",
-    "<see attached exhibit>", "speed > 25 mph",
+    "purchases < $5,000 need no bid",
+    "lots < 5,000 sq ft",
+    "height > 35 ft",
+    "vote count < quorum",
+    "<see attached exhibit>",
+    "speed > 25 mph",
 )
 
 _SURNAMES = (
@@ -258,35 +290,78 @@ _MOTION_VERBS = ("approve", "adopt", "deny", "continue", "table", "accept", "aut
 # Meeting bodies by kind of municipality; the first is the governing body and meets most often.
 _BODIES: dict[str, tuple[str, ...]] = {
     "city": (
-        "CityCouncil", "PlanningCommission", "ZoningBoardOfAppeals", "ParksAndRecreationCommittee",
-        "HistoricPreservationCommission", "LibraryBoardOfTrustees", "FinanceCommittee",
-        "PublicSafetyCommittee", "CityCouncilWorkSession", "CityCouncilSpecialMeeting",
-        "CannabisAdvisoryBoard", "LiquorLicenseCommission", "HousingAuthority", "RedevelopmentAgency",
-        "TransportationCommission", "ArtsCommission", "SustainabilityCommission", "CivilServiceCommission",
-        "ZBAHearing", "PlanningAndZoningCommission",
+        "CityCouncil",
+        "PlanningCommission",
+        "ZoningBoardOfAppeals",
+        "ParksAndRecreationCommittee",
+        "HistoricPreservationCommission",
+        "LibraryBoardOfTrustees",
+        "FinanceCommittee",
+        "PublicSafetyCommittee",
+        "CityCouncilWorkSession",
+        "CityCouncilSpecialMeeting",
+        "CannabisAdvisoryBoard",
+        "LiquorLicenseCommission",
+        "HousingAuthority",
+        "RedevelopmentAgency",
+        "TransportationCommission",
+        "ArtsCommission",
+        "SustainabilityCommission",
+        "CivilServiceCommission",
+        "ZBAHearing",
+        "PlanningAndZoningCommission",
     ),
     "town": (
-        "TownCouncil", "BoardOfSelectmen", "PlanningBoard", "ZoningBoardOfAppeals", "ConservationCommission",
-        "FinanceCommittee", "TownMeeting", "BoardOfHealth", "HistoricDistrictCommission", "ZBAHearing",
-        "ParksAndRecreationCommittee", "CapitalPlanningCommittee",
+        "TownCouncil",
+        "BoardOfSelectmen",
+        "PlanningBoard",
+        "ZoningBoardOfAppeals",
+        "ConservationCommission",
+        "FinanceCommittee",
+        "TownMeeting",
+        "BoardOfHealth",
+        "HistoricDistrictCommission",
+        "ZBAHearing",
+        "ParksAndRecreationCommittee",
+        "CapitalPlanningCommittee",
     ),
     "village": (
-        "VillageBoard", "PlanAndZoningCommission", "ZoningBoardOfAppeals", "ParksAndRecreationCommittee",
-        "VillageBoardWorkSession", "LiquorControlCommission", "EconomicDevelopmentCommission",
+        "VillageBoard",
+        "PlanAndZoningCommission",
+        "ZoningBoardOfAppeals",
+        "ParksAndRecreationCommittee",
+        "VillageBoardWorkSession",
+        "LiquorControlCommission",
+        "EconomicDevelopmentCommission",
         "PoliceAndFireCommission",
     ),
     "county": (
-        "BoardOfSupervisors", "CountyCommission", "PlanningCommission", "BoardOfHealth",
-        "BoardOfEqualization", "BoardOfSupervisorsBudgetHearing", "ZoningBoardOfAdjustment",
-        "CannabisAdvisoryBoard", "AirportAuthority", "SolidWasteAdvisoryCommittee",
+        "BoardOfSupervisors",
+        "CountyCommission",
+        "PlanningCommission",
+        "BoardOfHealth",
+        "BoardOfEqualization",
+        "BoardOfSupervisorsBudgetHearing",
+        "ZoningBoardOfAdjustment",
+        "CannabisAdvisoryBoard",
+        "AirportAuthority",
+        "SolidWasteAdvisoryCommittee",
     ),
     "township": (
-        "TownshipBoard", "TownshipTrustees", "ZoningCommission", "ZoningBoardOfAppeals", "PlanningCommission",
+        "TownshipBoard",
+        "TownshipTrustees",
+        "ZoningCommission",
+        "ZoningBoardOfAppeals",
+        "PlanningCommission",
         "ParksAndRecreationCommittee",
     ),
     "borough": (
-        "BoroughCouncil", "PlanningCommission", "ZoningHearingBoard", "ShadeTreeCommission",
-        "BoroughCouncilWorkSession", "EnvironmentalAdvisoryCouncil",
+        "BoroughCouncil",
+        "PlanningCommission",
+        "ZoningHearingBoard",
+        "ShadeTreeCommission",
+        "BoroughCouncilWorkSession",
+        "EnvironmentalAdvisoryCouncil",
     ),
 }
 _KINDS = (("city", 45), ("town", 22), ("village", 10), ("county", 12), ("township", 7), ("borough", 4))
@@ -294,13 +369,57 @@ _KINDS = (("city", 45), ("town", 22), ("village", 10), ("county", 12), ("townshi
 # Roughly each state's population in millions; town counts follow its square root, so that small states are
 # present too (the issue asks for many states, not a census).
 _STATES = (
-    ("CA", 39), ("TX", 30), ("FL", 22), ("NY", 20), ("PA", 13), ("IL", 12.5), ("OH", 11.8), ("GA", 11),
-    ("NC", 10.7), ("MI", 10), ("NJ", 9.3), ("VA", 8.7), ("WA", 7.8), ("AZ", 7.4), ("MA", 7), ("TN", 7),
-    ("IN", 6.8), ("MD", 6.2), ("MO", 6.2), ("WI", 5.9), ("CO", 5.8), ("MN", 5.7), ("SC", 5.3), ("AL", 5.1),
-    ("LA", 4.6), ("KY", 4.5), ("OR", 4.2), ("OK", 4), ("CT", 3.6), ("UT", 3.4), ("IA", 3.2), ("NV", 3.2),
-    ("AR", 3), ("MS", 2.9), ("KS", 2.9), ("NM", 2.1), ("NE", 2), ("ID", 1.9), ("WV", 1.8), ("HI", 1.4),
-    ("NH", 1.4), ("ME", 1.4), ("MT", 1.1), ("RI", 1.1), ("DE", 1), ("SD", 0.9), ("ND", 0.8), ("AK", 0.7),
-    ("DC", 0.7), ("VT", 0.6), ("WY", 0.6),
+    ("CA", 39),
+    ("TX", 30),
+    ("FL", 22),
+    ("NY", 20),
+    ("PA", 13),
+    ("IL", 12.5),
+    ("OH", 11.8),
+    ("GA", 11),
+    ("NC", 10.7),
+    ("MI", 10),
+    ("NJ", 9.3),
+    ("VA", 8.7),
+    ("WA", 7.8),
+    ("AZ", 7.4),
+    ("MA", 7),
+    ("TN", 7),
+    ("IN", 6.8),
+    ("MD", 6.2),
+    ("MO", 6.2),
+    ("WI", 5.9),
+    ("CO", 5.8),
+    ("MN", 5.7),
+    ("SC", 5.3),
+    ("AL", 5.1),
+    ("LA", 4.6),
+    ("KY", 4.5),
+    ("OR", 4.2),
+    ("OK", 4),
+    ("CT", 3.6),
+    ("UT", 3.4),
+    ("IA", 3.2),
+    ("NV", 3.2),
+    ("AR", 3),
+    ("MS", 2.9),
+    ("KS", 2.9),
+    ("NM", 2.1),
+    ("NE", 2),
+    ("ID", 1.9),
+    ("WV", 1.8),
+    ("HI", 1.4),
+    ("NH", 1.4),
+    ("ME", 1.4),
+    ("MT", 1.1),
+    ("RI", 1.1),
+    ("DE", 1),
+    ("SD", 0.9),
+    ("ND", 0.8),
+    ("AK", 0.7),
+    ("DC", 0.7),
+    ("VT", 0.6),
+    ("WY", 0.6),
 )
 _SPANISH_NAMED_STATES = frozenset({"CA", "TX", "NM", "AZ", "CO", "FL", "NV"})
 _TOWNSHIP_STATES = frozenset({"MI", "NJ", "PA", "OH", "IN", "MN", "IL"})
@@ -318,10 +437,31 @@ _NAME_SUFFIXES = (
 ).split()
 _NAME_PREFIXES = ("North ", "South ", "East ", "West ", "Lake ", "Mount ", "Fort ", "Port ", "New ", "Glen ")
 _SPANISH_NAMES = (
-    "San José", "San Mateo", "San Rafael", "San Benito", "San Andrés", "Santa Rosa", "Santa Clara",
-    "Santa Fe", "Santa Mónica", "Santa Bárbara", "Los Álamos", "Las Cruces", "El Paso", "Los Robles",
-    "Las Lomas", "Española", "Cañon City", "La Quinta", "Buena Vista", "Del Mar", "Alamogordo", "Los Gatos",
-    "Mesa Verde", "Río Rancho", "Peñasco",
+    "San José",
+    "San Mateo",
+    "San Rafael",
+    "San Benito",
+    "San Andrés",
+    "Santa Rosa",
+    "Santa Clara",
+    "Santa Fe",
+    "Santa Mónica",
+    "Santa Bárbara",
+    "Los Álamos",
+    "Las Cruces",
+    "El Paso",
+    "Los Robles",
+    "Las Lomas",
+    "Española",
+    "Cañon City",
+    "La Quinta",
+    "Buena Vista",
+    "Del Mar",
+    "Alamogordo",
+    "Los Gatos",
+    "Mesa Verde",
+    "Río Rancho",
+    "Peñasco",
 )
 
 _ONSETS = (
@@ -330,14 +470,17 @@ _ONSETS = (
 _NUCLEI = "a e i o u a e i o ai ea ee oo ou".split()
 _CODAS = ("", "", "", "n", "r", "s", "l", "t", "m", "nd", "st", "ck", "ng", "x", "rt")
 
-_MONTHS = (
-    "January February March April May June July August September October November December"
-).split()
+_MONTHS = ("January February March April May June July August September October November December").split()
 _WEEKDAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
 _PLACES = (
-    "Council Chambers, 100 Main Street", "City Hall, Room 201", "Municipal Building, 2nd Floor",
-    "Community Center, 45 Park Avenue", "Public Library Meeting Room", "Town Hall Auditorium",
-    "Government Center, Board Room", "Virtual meeting via Zoom",
+    "Council Chambers, 100 Main Street",
+    "City Hall, Room 201",
+    "Municipal Building, 2nd Floor",
+    "Community Center, 45 Park Avenue",
+    "Public Library Meeting Room",
+    "Town Hall Auditorium",
+    "Government Center, Board Room",
+    "Virtual meeting via Zoom",
 )
 
 
@@ -837,7 +980,9 @@ def _shares(documents: Sequence[Document], workers: int) -> list[tuple[int, int]
 
 def _has_rows(conn: psycopg.Connection[tuple[object, ...]], table: str) -> bool:
     # EXISTS, not count(*): counting a loaded meeting_page would read every partition.
-    row = conn.execute(f"SELECT EXISTS (SELECT 1 FROM public.{table})").fetchone()
+    row = conn.execute(
+        sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier("public", table))
+    ).fetchone()
     return bool(row and row[0])
 
 
@@ -873,14 +1018,22 @@ def load(dsn: str, *, pages: int, seed: int = 1, workers: int = 2, progress: boo
         # Partitions first: rows COPYed into DEFAULT would have to be moved out later, row by row.
         partitions.ensure_range(conn, corpus.first_date, corpus.last_date)
         with conn.transaction(), conn.cursor() as cursor:
-            _copy_lines(cursor, _COPY_MUNICIPALITIES, (
-                f"{m.id}\t{_copy_text(m.subdomain)}\t{_copy_text(m.name)}\t{m.state}\tUS\t{m.kind}\n"
-                for m in corpus.municipalities
-            ))
-            _copy_lines(cursor, _COPY_DOCUMENTS, (
-                f"{d.id}\t{d.municipality_id}\t{d.meeting_name}\t{d.meeting_date.isoformat()}\t{d.document_type}\n"
-                for d in corpus.documents
-            ))
+            _copy_lines(
+                cursor,
+                _COPY_MUNICIPALITIES,
+                (
+                    f"{m.id}\t{_copy_text(m.subdomain)}\t{_copy_text(m.name)}\t{m.state}\tUS\t{m.kind}\n"
+                    for m in corpus.municipalities
+                ),
+            )
+            _copy_lines(
+                cursor,
+                _COPY_DOCUMENTS,
+                (
+                    f"{d.id}\t{d.municipality_id}\t{d.meeting_name}\t{d.meeting_date.isoformat()}\t{d.document_type}\n"
+                    for d in corpus.documents
+                ),
+            )
             # Ids were given explicitly, so the identity sequences have not moved: move them past our ids, or
             # the next ordinary INSERT would collide with id 1.
             for table in ("municipality", "meeting_document"):

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 OPS_DIR = Path(__file__).resolve().parent
 PROJECT_DIR = OPS_DIR.parent
@@ -383,7 +384,7 @@ def _init_primary(layout: StackLayout, name: str) -> None:
     with psycopg.connect(layout.direct_dsn(name, dbname="postgres"), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DATABASE]).fetchone()
         if not exists:
-            conn.execute(f'CREATE DATABASE "{DATABASE}"')  # constant name, not input
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE)))
 
 
 def clone_replica(layout: StackLayout, name: str, *, source: str) -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from migrations import runner
 from ops import stack
@@ -20,12 +21,12 @@ def scratch_dsn(stack_layout: stack.StackLayout) -> Iterator[str]:
     name = f"mig_{uuid.uuid4().hex[:10]}"
     admin = stack_layout.direct_dsn("node1", dbname="postgres")
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         yield stack_layout.direct_dsn("node1", dbname=name)
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 def test_second_run_applies_nothing(scratch_dsn: str) -> None:
