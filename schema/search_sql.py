@@ -222,8 +222,10 @@ def _picked_ctes(
             UNION ALL
             (SELECT f.id, f.meeting_date
                FROM generate_series(
-                        extract(year FROM (SELECT {first_end}(m.meeting_date) FROM public.meeting_page m))::int,
-                        extract(year FROM (SELECT {last_end}(m.meeting_date) FROM public.meeting_page m))::int,
+                        extract(year FROM (SELECT {first_end}(m.meeting_date) FROM public.meeting_page m
+                                            WHERE {bounds}))::int,
+                        extract(year FROM (SELECT {last_end}(m.meeting_date) FROM public.meeting_page m
+                                            WHERE {bounds}))::int,
                         {step}) AS y(year)
               CROSS JOIN LATERAL (
                     SELECT p.id, p.meeting_date
@@ -237,6 +239,7 @@ def _picked_ctes(
         )
         """
     ).format(
+        bounds=_and(_filters(spec, "m", walk=True)),
         first_end=sql.SQL("max" if desc else "min"),
         last_end=sql.SQL("min" if desc else "max"),
         step=sql.Literal(-1 if desc else 1),
@@ -284,7 +287,7 @@ def date_page(
           LEFT JOIN LATERAL (
                 SELECT {cols}, NULL::real AS rank
                   FROM picked k
-                  JOIN public.meeting_page p ON p.id = k.id AND p.meeting_date = k.meeting_date
+                  JOIN public.meeting_page p ON p.id = k.id AND p.meeting_date = k.meeting_date AND {bounds}
                  ORDER BY p.meeting_date {dir}, p.id {dir}
           ) r ON true
         """
@@ -295,6 +298,9 @@ def date_page(
         has_other=has_other,
         cols=PAGE_COLUMNS,
         dir=direction,
+        # The rows picked already satisfy the filters; repeating the date bounds lets the planner prune the
+        # partitions of this join at plan time, whatever join it chooses.
+        bounds=_and(_filters(spec, "p", walk=True)),
     )
     return query, p
 
@@ -328,7 +334,7 @@ def relevance_page(
         ranked AS MATERIALIZED (
             SELECT k.id, k.meeting_date, ts_rank(p.search_vector, {tsq}, 1) AS rank
               FROM picked k
-              JOIN public.meeting_page p ON p.id = k.id AND p.meeting_date = k.meeting_date
+              JOIN public.meeting_page p ON p.id = k.id AND p.meeting_date = k.meeting_date AND {bounds}
         ),
         chosen AS (
             SELECT c.* FROM ranked c WHERE {keyset}
@@ -340,7 +346,7 @@ def relevance_page(
           LEFT JOIN LATERAL (
                 SELECT {cols}, c.rank
                   FROM chosen c
-                  JOIN public.meeting_page p ON p.id = c.id AND p.meeting_date = c.meeting_date
+                  JOIN public.meeting_page p ON p.id = c.id AND p.meeting_date = c.meeting_date AND {bounds}
           ) r ON true
         """
     ).format(
@@ -358,6 +364,7 @@ def relevance_page(
         limit=sql.Literal(size + 1),
         has_other=has_other,
         cols=PAGE_COLUMNS,
+        bounds=_and(_filters(spec, "p", walk=True)),
     )
     return query, p
 

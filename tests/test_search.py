@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import psycopg.sql
 import pytest
 
 from schema import search_sql
@@ -367,3 +368,24 @@ def test_municipalities_connection_by_state(search_data: None, client: httpx.Cli
     )
     subs = [e["node"]["subdomain"] for e in body["data"]["municipalities"]["edges"]]
     assert subs == sorted(subs) and len(subs) == 3
+
+
+def test_date_filters_prune_partitions(search_data: None, admin_conn: psycopg.Connection[Any]) -> None:
+    from schema.search_sql import SearchSpec, date_page
+
+    spec = SearchSpec(query="quokka", date_from=dt.date(2019, 1, 1), date_to=dt.date(2019, 12, 31))
+    query, params = date_page(spec, forward=True, size=20, cursor=None)
+    plan = admin_conn.execute(psycopg.sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) ") + query, params).fetchone()
+    assert plan is not None
+    executed: set[str] = set()
+
+    def walk(node: dict[str, Any]) -> None:
+        name = node.get("Relation Name", "")
+        if name.startswith("meeting_page_") and node.get("Actual Loops", 0) > 0:
+            executed.add(name)
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(plan[0][0]["Plan"])
+    # Only the 2019 partition (and DEFAULT, which may hold any date) is read; the rest are pruned.
+    assert executed and executed <= {"meeting_page_y2019", "meeting_page_default"}, executed
