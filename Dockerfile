@@ -23,6 +23,12 @@ COPY migrations/ migrations/
 COPY ops/ ops/
 RUN pip install -c constraints.txt .
 
+# --- web: GraphiQL's assets from the npm registry, at build time (the gateway serves them; no CDN) ---------
+FROM node:20-slim AS web
+WORKDIR /web
+COPY gateway/static/vendor/package.json gateway/static/vendor/package-lock.json ./
+RUN npm ci --no-audit --no-fund --loglevel=error
+
 # --- runtime: the virtualenv only, run by an unprivileged user --------------------------------------------
 FROM python:3.11-slim
 
@@ -35,6 +41,7 @@ RUN groupadd --system --gid 10001 gateway \
         --shell /usr/sbin/nologin gateway
 
 COPY --from=build /opt/venv /opt/venv
+COPY --from=web /web/node_modules /opt/venv/lib/python3.11/site-packages/gateway/static/vendor/node_modules
 
 WORKDIR /app
 USER gateway:gateway

@@ -283,7 +283,12 @@ def test_dockerfile_runs_gateway_serve() -> None:
 def test_dockerfile_build() -> None:
     instructions = _dockerfile_instructions()
     froms = [args.split()[0] for instruction, args in instructions if instruction == "FROM"]
-    assert froms and all(image == "python:3.11-slim" for image in froms)
+    # Python stages are slim; one Node stage only fetches GraphiQL's assets from the npm lock file.
+    assert froms and all(image in {"python:3.11-slim", "node:20-slim"} for image in froms)
+    assert froms[-1] == "python:3.11-slim"
+    assert any("npm ci" in args for instruction, args in instructions if instruction == "RUN")
+    assert any("--from=web" in args and "static/vendor/node_modules" in args
+               for instruction, args in instructions if instruction == "COPY")
     runs = " ".join(args for instruction, args in instructions if instruction == "RUN")
     assert "pip install -c constraints.txt ." in runs
     copied = " ".join(args for instruction, args in instructions if instruction == "COPY")
