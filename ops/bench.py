@@ -193,9 +193,9 @@ class GatewayProcess:
             except httpx.HTTPError:
                 pass
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited: {Path(self.log.name).read_text()[-2000:]}")
+                raise RuntimeError(f"gateway exited ({self.log.name}): {Path(self.log.name).read_text()[-2000:]}")
             time.sleep(0.2)
-        self.__exit__()
+        self.__exit__(RuntimeError, None, None)  # keeps the log
         raise RuntimeError("gateway did not become ready in 60 s")
 
     def __exit__(self, *exc: object) -> None:
@@ -203,6 +203,10 @@ class GatewayProcess:
             self.proc.terminate()
             self.proc.wait(timeout=30)
         self.log.close()
+        if not exc or exc[0] is None:
+            Path(self.log.name).unlink(missing_ok=True)  # kept only when the run failed, for its traceback
+        else:
+            print(f"gateway log kept in {self.log.name}", file=sys.stderr)
 
 
 def ensure_corpus(layout: stack.StackLayout, pages: int) -> int:
@@ -648,7 +652,9 @@ def copy_size(conn: Conn, table: str) -> dict[str, int]:
     """Bytes of heap (+TOAST), of each index kind, and in total, summed over partitions."""
     row = conn.execute(
         """
-        WITH leaf AS (SELECT relid FROM pg_partition_tree(%(t)s::regclass) WHERE isleaf)
+        WITH leaf AS (SELECT relid FROM pg_partition_tree(%(t)s::regclass) WHERE isleaf
+                      UNION  -- a plain table is its own leaf (pg_partition_tree lists nothing for it)
+                      SELECT c.oid FROM pg_class c WHERE c.oid = %(t)s::regclass AND c.relkind = 'r')
         SELECT (SELECT sum(pg_table_size(relid)) FROM leaf),
                (SELECT coalesce(sum(pg_relation_size(i.indexrelid)), 0) FROM pg_index i JOIN leaf ON i.indrelid = leaf.relid
                   JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam WHERE a.amname = 'gin'),
@@ -684,6 +690,13 @@ def on_table(conn: Conn, query: sql.Composable, table: str) -> str:
 def direct_dsn(layout: stack.StackLayout) -> str:
     """The primary itself, not through PgBouncer: bench sessions SET things and need new backends."""
     return f"host=127.0.0.1 port={layout.node_ports[0]} dbname=civic user=postgres connect_timeout=3"
+
+
+def _indexes_used(node: dict[str, Any]) -> list[str]:
+    found = [str(node["Index Name"])] if "Index Name" in node else []
+    for child in node.get("Plans", []):
+        found += [n for n in _indexes_used(child) if n not in found]
+    return found
 
 
 def _plan_times(conn: Conn, text: str, params: dict[str, Any], *, analyze: bool) -> tuple[float, float | None]:
@@ -908,13 +921,17 @@ def _relevance_cell(conn: Conn, case: Case, matches: int, total: int,
         for n in names[i % len(names):] + names[: i % len(names)]:
             text, params = approaches[n]
             samples[n].append(_timed(functools.partial(_fetch, conn, text, params)))
+    used: dict[str, list[str]] = {}
     for n in names:
         text, params = approaches[n]
         plans[n].append(_plan_times(conn, text, params, analyze=False)[0])
+        doc = _scalar(conn, f"EXPLAIN (FORMAT JSON) {text}", params)
+        used[n] = _indexes_used((json.loads(doc) if isinstance(doc, str) else doc)[0]["Plan"])
     return {
         "class": case.name, "query": case.query, "matches": matches, "share_pct": round(100 * matches / total, 3),
         "approaches": {n: {**summary(samples[n]), "plan_ms": round(plans[n][0], 2),
-                           "overlap_with_exact_top20": round(len(exact & set(tops[n])) / max(1, len(exact)), 2)}
+                           "overlap_with_exact_top20": round(len(exact & set(tops[n])) / max(1, len(exact)), 2),
+                           "indexes": used[n]}
                        for n in names},
     }
 

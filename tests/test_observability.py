@@ -58,7 +58,12 @@ def test_one_search_from_trace_to_sql_span_to_its_queryid_on_metrics(
     with httpx.Client(base_url=gw.url, timeout=30) as http:
         body = gql(http, QUERY, headers={"traceparent": TRACEPARENT})
         assert body["extensions"]["traceId"] == TRACE_ID  # the client's trace is continued
+        # The server span ends just after the response is sent: give it a moment to reach the exporter.
+        deadline = time.monotonic() + 5
         spans = _spans(exporter, TRACE_ID)
+        while not any(s.name == "POST /graphql" for s in spans) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            spans = _spans(exporter, TRACE_ID)
         names = {s.name for s in spans}
         assert {
             "POST /graphql",
