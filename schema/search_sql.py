@@ -184,7 +184,7 @@ def _date_keyset(alias: str, op: str) -> sql.Composable:
 def _picked_ctes(
     spec: SearchSpec, *, desc: bool, keyset: bool, window: int, target: int, accept: int
 ) -> sql.Composable:
-    """CTEs ``win``, ``hits``, ``state`` and ``picked``: the first ``target`` matches in date order.
+    """CTEs ``hits``, ``state`` and ``picked``: the first ``target`` matches in date order.
 
     ``picked`` holds (id, meeting_date). It comes from the bounded walk when the walk found at least ``accept``
     matches or walked off the end of the data, and from the GIN index otherwise.
@@ -200,22 +200,27 @@ def _picked_ctes(
         fallback.append(_date_keyset("p", op))
     return sql.SQL(
         """
-        win AS MATERIALIZED (
-            SELECT p.id, p.meeting_date, p.municipality_id, p.document_type, p.document_id,
-                   p.search_vector @@ {tsq} AS hit
-              FROM public.meeting_page p
-             WHERE {walk_where}
-             ORDER BY p.meeting_date {dir}, p.id {dir}
-             LIMIT {window}
-        ),
         hits AS MATERIALIZED (
-            SELECT w.id, w.meeting_date FROM win w
-             WHERE w.hit AND {outer}
+            -- The filter stays above the LIMITed walk, so the window bound holds; the walk stops at the
+            -- target-th match instead of checking the whole window first.
+            SELECT w.id, w.meeting_date
+              FROM (SELECT p.id, p.meeting_date, p.municipality_id, p.document_type, p.document_id,
+                           p.search_vector
+                      FROM public.meeting_page p
+                     WHERE {walk_where}
+                     ORDER BY p.meeting_date {dir}, p.id {dir}
+                     LIMIT {window}) w
+             WHERE w.search_vector @@ {tsq} AND {outer}
              ORDER BY w.meeting_date {dir}, w.id {dir}
              LIMIT {target}
         ),
         state AS MATERIALIZED (
-            SELECT (SELECT count(*) FROM hits) >= {accept} OR (SELECT count(*) FROM win) < {window} AS walked
+            -- Whether the walk ran off the end of the data is only asked when the page is short (InitPlans
+            -- are evaluated lazily), and answered from the index alone.
+            SELECT (SELECT count(*) FROM hits) >= {accept}
+                OR (SELECT count(*) FROM (SELECT 1 FROM public.meeting_page p WHERE {walk_where}
+                                           ORDER BY p.meeting_date {dir}, p.id {dir} LIMIT {window}) x) < {window}
+                   AS walked
         ),
         picked AS (
             SELECT h.id, h.meeting_date FROM hits h WHERE (SELECT walked FROM state)
