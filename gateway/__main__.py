@@ -18,19 +18,9 @@ def _admin_primary(settings: Settings) -> str:
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    import uvicorn
+    from gateway.server import serve
 
-    from gateway.app import create_app
-
-    uvicorn.run(
-        create_app(settings),
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        log_level="info",
-        proxy_headers=False,
-        server_header=False,
-    )
-    return 0
+    return serve(settings, host=args.host, port=args.port, workers=args.workers)
 
 
 def _cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -113,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the GraphQL gateway with uvicorn")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--workers", type=int, help="serving processes (default: GATEWAY_WORKERS, else one per CPU)"
+    )
     serve.set_defaults(func=_cmd_serve)
     mig = sub.add_parser("migrate", help="apply pending migrations to the primary")
     mig.set_defaults(func=_cmd_migrate)

@@ -18,17 +18,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from gateway.apq import PersistedQueries
+from gateway.admission import Admission
 from gateway.cache import ResultCache
-from gateway.graphql_app import GatewayGraphQL
+from gateway.documents import DocumentCache
+from gateway.endpoint import GraphQLEndpoint
 from gateway.metrics import Metrics
-from gateway.middleware import GatewayMiddleware
 from gateway.pgss import StatementStats, run_collector
+from gateway.response_cache import ResponseCache
 from gateway.search_log import SearchLog
-from gateway.settings import Settings
-from gateway.telemetry import GraphQLTracing, TracingMiddleware, build_tracer_provider, get_tracer
+from gateway.settings import Settings, load_settings
+from gateway.singletons import Singletons
+from gateway.telemetry import TracingMiddleware, build_tracer_provider, get_tracer
 from gateway.web import web_routes
 from routing import Router
+from schema.limits import Limits
 from schema.mutations import Mutation
 from schema.queryids import QueryIds
 from schema.root import build_schema
@@ -83,21 +86,30 @@ def create_app(
     *,
     router: Router | None = None,
     tracer_provider: trace.TracerProvider | None = None,
+    singletons: Singletons | None = None,
 ) -> Starlette:
     """Build the app.
 
     ``router``: share an already-open router (tests); it is then not closed here. ``tracer_provider``: the
     OpenTelemetry provider to trace with; by default one is built from the ``OTEL_*`` variables, and with
-    none configured tracing is a no-op.
+    none configured tracing is a no-op. ``singletons``: decides whether this process runs the once-per-host
+    jobs (by default it does: a lone process is its own host).
     """
-    router_ref: dict[str, Router] = {}
+    holder: dict[str, Router] = {}
     provider = tracer_provider if tracer_provider is not None else build_tracer_provider()
     tracer = get_tracer(provider)
-    schema = build_schema(
-        mutation=Mutation,
-        max_depth=settings.max_query_depth,
-        max_cost=settings.max_query_cost,
-        extensions=[lambda: GraphQLTracing(tracer_provider=provider or trace.NoOpTracerProvider())],
+    strawberry_schema = build_schema(mutation=Mutation)
+    schema = strawberry_schema._schema  # the graphql-core schema Strawberry built: executed directly
+    documents = DocumentCache(
+        schema,
+        limits=Limits(
+            max_depth=settings.max_query_depth,
+            max_aliases=settings.max_query_aliases,
+            max_root_fields=settings.max_root_fields,
+            max_cost=settings.max_query_cost,
+        ),
+        max_entries=settings.document_cache_size,
+        max_tokens=settings.max_query_tokens,
     )
     cache = ResultCache(
         redis_url=settings.redis_url,
@@ -106,34 +118,49 @@ def create_app(
         enabled=settings.cache_enabled,
         tracer=tracer,
     )
+    responses = ResponseCache(
+        cache,
+        enabled=settings.response_cache,
+        ttl_s=settings.cache_ttl_s,
+        default_staleness_ms=settings.max_staleness_ms,
+    )
+    admission = Admission(max_in_flight=settings.max_in_flight)
     queryids = QueryIds()
     statements = StatementStats(queryids=queryids, top_k=settings.pgss_top_k)
-    metrics = Metrics(lambda: router_ref.get("router"), cache, statements)
+    metrics = Metrics(lambda: holder.get("router"), cache, statements)
     search_log = SearchLog(sample=settings.search_log_sample)
-    graphql_app = GatewayGraphQL(
+    endpoint = GraphQLEndpoint(
         schema,
         settings=settings,
-        router_ref=router_ref,
+        router=lambda: holder.get("router"),
+        documents=documents,
         cache=cache,
+        responses=responses,
+        admission=admission,
         tracer=tracer,
         queryids=queryids,
         metrics=metrics,
         search_log=search_log,
-        graphql_ide="graphiql",
     )
+    once = singletons or Singletons(None)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own: Router | None = None
         if router is not None:
-            router_ref["router"] = router
+            holder["router"] = router
         else:
             own = make_router(settings)
             await own.open(wait=True)
-            router_ref["router"] = own
+            holder["router"] = own
+        active = holder["router"]
         tasks = [
-            asyncio.create_task(run_collector(router_ref["router"], statements, interval_s=settings.pgss_interval_s)),
-            asyncio.create_task(search_log.run(router_ref["router"])),
+            asyncio.create_task(search_log.run(active)),
+            asyncio.create_task(metrics.run_sync()),
+            # pg_stat_statements is read once per host, by whichever worker holds the lock.
+            asyncio.create_task(
+                once.run_while_held(lambda: run_collector(active, statements, interval_s=settings.pgss_interval_s))
+            ),
         ]
         try:
             yield
@@ -143,7 +170,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             with contextlib.suppress(Exception):
-                await search_log.flush(router_ref["router"])
+                await search_log.flush(active)
             if own is not None:
                 await own.close()
             await cache.close()
@@ -155,25 +182,28 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics.endpoint),
-            Route("/graphql", graphql_app, methods=["GET", "POST"]),
+            Route("/graphql", endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
             *web_routes(),
         ],
-        # Outermost first: the server span, size limits and headers, then persisted queries (which may
-        # rewrite the body).
-        middleware=[
-            Middleware(TracingMiddleware, tracer=tracer),
-            Middleware(GatewayMiddleware, settings=settings),
-            Middleware(PersistedQueries, cache=cache),
-        ],
+        middleware=[Middleware(TracingMiddleware, tracer=tracer)],
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.router_ref = router_ref
+    app.state.router_ref = holder
     app.state.cache = cache
+    app.state.responses = responses
+    app.state.documents = documents
+    app.state.admission = admission
     app.state.metrics = metrics
     app.state.statements = statements
     app.state.queryids = queryids
     app.state.search_log = search_log
     if router is not None:
-        router_ref["router"] = router
+        holder["router"] = router
     return app
+
+
+def create_app_from_env() -> Starlette:
+    """The app of one serving worker: settings from the environment, singletons by host-wide lock."""
+    settings = load_settings()
+    return create_app(settings, singletons=Singletons.from_env())

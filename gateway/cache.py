@@ -121,6 +121,19 @@ class ResultCache:
         ok, value = await self._call(lambda: self._store.get("gen", default=0))
         return int(value) if ok and value is not None else None
 
+    async def generation_and(self, key: str) -> tuple[int | None, Any]:
+        """The data generation and one stored value, in one round trip: (None, None) when the store is away."""
+        ok, values = await self._call(lambda: self._store.multi_get(["gen", key]))
+        if not ok or not isinstance(values, list) or len(values) != 2:
+            return None, None
+        gen = values[0]
+        return (int(gen) if gen is not None else 0), values[1]
+
+    async def put(self, key: str, value: Any, *, ttl_s: float) -> bool:
+        """Store a value (a guarded call: False when the store is away)."""
+        stored, _ = await self._call(lambda: self._store.set(key, value, ttl=ttl_s))
+        return bool(stored)
+
     async def bump(self) -> None:
         """Retire every cached search page: called after each committed write."""
         await self._call(lambda: self._store.increment("gen", 1))

@@ -7,12 +7,14 @@ counted twice and nothing is pushed on the hot path.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.requests import Request
@@ -25,6 +27,9 @@ from routing import Router
 slow_log = logging.getLogger("gateway.slow")
 SLOW_SECONDS = 1.0
 MANY_STATEMENTS = 10
+MAX_OPERATION_LABELS = 100
+#: Gauges of things each worker has its own of: with several workers they add up.
+PER_WORKER_GAUGES = frozenset({"civic_node_in_flight", "civic_pool_stat"})
 
 
 class GatewayCollector(Collector):
@@ -106,17 +111,79 @@ class Metrics:
         )
         self.errors = Counter("civic_graphql_errors", "Errors returned to clients, by code.", ["code"],
                               registry=self.registry)
+        self.overloads = Counter(
+            "civic_requests_overloaded", "Requests refused at once because the worker was at capacity.",
+            registry=self.registry,
+        )
+        # Operation names are client input: past this many distinct names, new ones are counted as "other",
+        # so a client inventing names cannot grow the series without bound.
+        self._operations: set[str] = set()
+        self.max_operations = MAX_OPERATION_LABELS
         self.sql_per_request = Histogram(
             "civic_sql_statements_per_request", "SQL statements one GraphQL request sent.",
             registry=self.registry, buckets=(0, 1, 2, 3, 4, 5, 8, 10, 20, 50),
         )
-        self.registry.register(GatewayCollector(router, cache, statements))
+        self.collector = GatewayCollector(router, cache, statements)
+        self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+        self._mirrors: dict[str, Any] = {}
+        self._last: dict[tuple[str, tuple[str, ...]], float] = {}
+        if self.multiprocess_dir is None:
+            self.registry.register(self.collector)
+
+    def sync(self) -> None:
+        """Several workers: copy this worker's scrape-time figures into prometheus_client's shared files.
+
+        Counters advance by what this worker counted since the last sync, so the sum over workers is the
+        host's total; gauges of per-worker resources (pools, requests in flight) add up over live workers;
+        the rest (roles, lag: every worker sees the same nodes) show the most recent value.
+        """
+        if self.multiprocess_dir is None:
+            return
+        for family in self.collector.collect():
+            for sample in family.samples:
+                if family.type == "counter" and not sample.name.endswith("_total"):
+                    continue  # the _created sample
+                labels = tuple(sorted(sample.labels))
+                mirror = self._mirror(family, labels)
+                values = [sample.labels[k] for k in labels]
+                child = mirror.labels(*values) if labels else mirror
+                if family.type == "counter":
+                    key = (family.name, tuple(values))
+                    delta = sample.value - self._last.get(key, 0.0)
+                    self._last[key] = sample.value
+                    if delta > 0:
+                        child.inc(delta)
+                else:
+                    child.set(sample.value)
+
+    def _mirror(self, family: Any, labels: tuple[str, ...]) -> Any:
+        found = self._mirrors.get(family.name)
+        if found is None:
+            if family.type == "counter":
+                found = Counter(family.name, family.documentation, labels, registry=None)
+            else:
+                if family.name in PER_WORKER_GAUGES:
+                    found = Gauge(family.name, family.documentation, labels, registry=None, multiprocess_mode="livesum")
+                else:
+                    found = Gauge(
+                        family.name, family.documentation, labels, registry=None, multiprocess_mode="mostrecent"
+                    )
+            self._mirrors[family.name] = found
+        return found
+
+    async def run_sync(self, *, interval_s: float = 1.0) -> None:
+        """Sync every ``interval_s`` until cancelled (only does anything with several workers)."""
+        if self.multiprocess_dir is None:
+            return
+        while True:
+            self.sync()
+            await asyncio.sleep(interval_s)
 
     def observe(
         self, *, operation: str, outcome: str, seconds: float, statements: int, codes: list[str], trace_id: str
     ) -> None:
         """Record one GraphQL request; log it as one JSON line when it was slow or chatty."""
-        op = operation or "anonymous"
+        op = self._label(operation)
         self.requests.labels(op, outcome).inc()
         self.latency.labels(op, outcome).observe(seconds)
         self.sql_per_request.observe(statements)
@@ -128,5 +195,25 @@ class Metrics:
                 "durationMs": round(seconds * 1000, 1), "statements": statements,
             }))
 
+    def _label(self, operation: str) -> str:
+        if not operation:
+            return "anonymous"
+        if operation in self._operations:
+            return operation
+        if len(self._operations) >= self.max_operations or len(operation) > 64 or not operation.isidentifier():
+            return "other"
+        self._operations.add(operation)
+        return operation
+
+    def overloaded(self) -> None:
+        self.overloads.inc()
+
     async def endpoint(self, request: Request) -> Response:
-        return Response(generate_latest(self.registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+        if self.multiprocess_dir is None:
+            body = generate_latest(self.registry)
+        else:
+            self.sync()
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]
+            body = generate_latest(registry)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")

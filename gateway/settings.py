@@ -72,6 +72,18 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)  # a whole document of pages
     max_query_depth: int = Field(default=10, ge=2)
     max_query_cost: int = Field(default=5000, ge=10)
+    max_query_aliases: int = Field(default=30, ge=0)
+    max_root_fields: int = Field(default=20, ge=1)
+    max_query_tokens: int = Field(default=2000, ge=50, description="lexical tokens a document may hold")
+    document_cache_size: int = Field(default=1000, ge=1, description="prepared documents kept per worker")
+    apq_max_bytes: int = Field(default=64 * 1024, ge=256, description="largest query stored as persisted")
+    max_in_flight: int = Field(default=64, ge=1, description="GraphQL requests in flight per worker")
+    workers: int = Field(default=0, ge=0, description="serving processes; 0 means one per CPU")
+    pgbouncer_pool_size: int = Field(
+        default=25, ge=1, description="PgBouncer's server connections per node: the pools of all workers share it"
+    )
+    graceful_shutdown_s: int = Field(default=10, ge=0, description="how long in-flight requests may finish")
+    keep_alive_s: int = Field(default=5, ge=1, description="idle keep-alive connections are closed after this")
     cursor_secret: str = Field(default="", description="HMAC key for cursors; random per process when unset")
     write_tokens: str = Field(
         default="",
@@ -89,6 +101,7 @@ class Settings(BaseSettings):
     cache_ttl_s: float = Field(default=60.0, ge=0)
     cache_timeout_s: float = Field(default=0.1, gt=0)
     cache_enabled: bool = True
+    response_cache: bool = Field(default=True, description="cache whole encoded responses of shareable queries")
 
     @field_validator("nodes")
     @classmethod

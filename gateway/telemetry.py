@@ -14,10 +14,8 @@ import os
 import re
 import secrets
 import time
-from collections.abc import Generator, Mapping
-from typing import Any
+from collections.abc import Mapping
 
-from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagate import extract
 from opentelemetry.sdk.resources import Resource
@@ -26,9 +24,6 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from strawberry.extensions.base_extension import LifecycleStep
-from strawberry.extensions.tracing import OpenTelemetryExtension
-from strawberry.types.execution import ExecutionContext
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 SERVICE_NAME = "civic-gateway"
@@ -128,34 +123,3 @@ class TracingMiddleware:
             span.set_attribute("http.response.status_code", code)
             if code >= 500:
                 span.set_status(Status(StatusCode.ERROR))
-
-
-def _arg_filter(args: dict[str, Any], info: Any) -> dict[str, Any]:
-    """Keep span attributes small and free of document bodies: drop mutation inputs, truncate strings."""
-    out: dict[str, Any] = {}
-    for key, value in args.items():
-        if key == "input":
-            continue
-        out[key] = value[:200] if isinstance(value, str) else value
-    return out
-
-
-class GraphQLTracing(OpenTelemetryExtension):
-    """Strawberry's OpenTelemetry extension (operation, parse, validate, resolvers) plus an execute span."""
-
-    def __init__(
-        self, *, execution_context: ExecutionContext | None = None, tracer_provider: trace.TracerProvider | None
-    ) -> None:
-        super().__init__(execution_context=execution_context, arg_filter=_arg_filter, tracer_provider=tracer_provider)
-        self._exec_tracer = get_tracer(tracer_provider)
-
-    def on_execute(self) -> Generator[None, None, None]:
-        # The operation name is known once parsing is done: SQL comments and metrics label with it.
-        ctx = self.execution_context.context
-        if hasattr(ctx, "operation_name"):
-            ctx.operation_name = self.execution_context.operation_name
-        operation = self._span_holder.get(LifecycleStep.OPERATION)
-        parent = trace.set_span_in_context(operation) if operation is not None else otel_context.get_current()
-        span = self._exec_tracer.start_span("GraphQL Execution", context=parent)
-        yield
-        span.end()

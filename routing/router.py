@@ -164,7 +164,7 @@ class Router:
     # --- reads ----------------------------------------------------------------------------------------------------
 
     async def read(self, fn: ReadFn[T], request: RequestRouting | None = None) -> T:
-        """Run ``fn`` in a transaction on a replica that is fresh enough, else on the primary.
+        """Run ``fn`` on a replica that is fresh enough, else on the primary (each statement autocommits).
 
         If the node fails under the call (connection lost, server shut down, PgBouncer errors), the node is
         ejected and ``fn`` runs once more on another node, so ``fn`` must be safe to run twice (a read is).
@@ -319,7 +319,8 @@ class Router:
         return await self._run(name, fn)
 
     async def _run(self, name: str, fn: ReadFn[T]) -> T:
-        async with self._pools[name].connection() as conn, conn.transaction():
+        # Autocommit: every statement of a read is a transaction of its own (reads need no shared snapshot).
+        async with self._pools[name].connection() as conn:
             return await fn(conn)
 
     # --- writes ---------------------------------------------------------------------------------------------------

@@ -60,6 +60,11 @@ class Context:
     on_search: Callable[[str], None] | None = None
     #: Hook run after each committed write (the gateway bumps the cache generation there).
     after_write: Callable[[], Awaitable[None]] | None = None
+    #: False once a resolver has read something whose response must not be shared with other clients
+    #: (a deep or backward page, a write): the gateway's response cache then leaves the response alone.
+    shareable: bool = True
+    #: Query texts of the searches this request ran (page one), replayed to the search log on a cache hit.
+    searches: list[str] = dataclasses.field(default_factory=list)
 
     def loader(self, name: str, factory: Callable[[], Any]) -> Any:
         """One DataLoader per name per request, created on first use."""

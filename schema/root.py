@@ -11,13 +11,7 @@ from typing import Annotated, Any
 import strawberry
 from graphql import GraphQLError
 from psycopg import sql
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    QueryDepthLimiter,
-    SchemaExtension,
-)
+from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext, Info
 
 from schema import ids, loaders
@@ -25,8 +19,8 @@ from schema.context import Context
 from schema.cursors import fingerprint
 from schema.db import fetch_all
 from schema.errors import BadUserInput, client_code
-from schema.limits import make_cost_rule
 from schema.loaders import MUNICIPALITY_COLUMNS, MunicipalityRow
+from schema.lookahead import selection
 from schema.pagination import page_request, trim_page
 from schema.search import SearchConnection, SearchFilter, build_spec, run_search
 from schema.types import (
@@ -97,7 +91,11 @@ class Query:
         before: str | None = None,
     ) -> SearchConnection:
         spec = build_spec(query, filter, order_by or SearchOrder.NEWEST)
-        return await run_search(info.context, spec, first=first, after=after, last=last, before=before)
+        raw = info._raw_info  # the AST of this field: what to batch-load before the edges are returned
+        return await run_search(
+            info.context, spec, first=first, after=after, last=last, before=before,
+            selected=selection(raw.field_nodes, raw.fragments),
+        )
 
     @strawberry.field(description="Municipalities ordered by subdomain, optionally of one state.")
     async def municipalities(
@@ -192,21 +190,13 @@ class GatewaySchema(strawberry.Schema):
 def build_schema(
     *,
     mutation: type | None = None,
-    max_depth: int = 10,
-    max_cost: int = 5000,
     extensions: list[Callable[[], SchemaExtension] | type[SchemaExtension]] | None = None,
 ) -> strawberry.Schema:
-    """The executable schema with its limits: query depth, aliases and tokens."""
-    # Factories, not instances: strawberry builds fresh extensions for every request.
-    limits: list[Callable[[], SchemaExtension] | type[SchemaExtension]] = [
-        lambda: QueryDepthLimiter(max_depth=max_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=30),
-        lambda: MaxTokensLimiter(max_token_count=2000),
-        lambda: AddValidationRules([make_cost_rule(max_cost)]),
-    ]
+    """The executable schema. Its operation limits are validation rules (schema.limits) that the gateway
+    applies when it prepares a document, once per distinct document."""
     return GatewaySchema(
         query=Query,
         mutation=mutation,
         types=[Municipality, MeetingDocument, MeetingPage],
-        extensions=[*limits, *(extensions or [])],
+        extensions=list(extensions or []),
     )

@@ -15,9 +15,18 @@ from schema.context import Context
 from schema.cursors import fingerprint
 from schema.db import fetch_all, fetch_routed
 from schema.errors import BadUserInput
+from schema.lookahead import Selection, wants
 from schema.pagination import page_request, trim_page
 from schema.search_sql import PageRow, SearchSpec
-from schema.types import DocumentType, MeetingPage, PageInfo, SearchOrder, page_info
+from schema.types import (
+    DocumentType,
+    MeetingDocument,
+    MeetingPage,
+    Municipality,
+    PageInfo,
+    SearchOrder,
+    page_info,
+)
 
 Ctx = Info[Context, None]
 MAX_QUERY_LENGTH = 500
@@ -62,13 +71,13 @@ class SearchEdge:
     node: MeetingPage = strawberry.field(description="The matching page.")
     rank: float | None = strawberry.field(description="Full-text rank; set when orderBy is RELEVANCE.")
 
-    @strawberry.field(
+    # Filled in by the search resolver, in one batch per page, only when the client selected it: a plain value,
+    # so the field resolves without a coroutine.
+    headline: str = strawberry.field(
+        default="",
         description="HTML-escaped excerpt around the matches; matched words are wrapped in <mark>…</mark>. "
-        "Computed only when selected, in one batch per page of results."
+        "Computed only when selected, in one batch per page of results.",
     )
-    async def headline(self, info: Ctx) -> str:
-        result: str = await loaders.headlines(info.context, self.query).load(self.key)
-        return result
 
 
 @strawberry.type(description="A page of search results (Relay connection).")
@@ -162,8 +171,13 @@ async def run_search(
     after: str | None,
     last: int | None,
     before: str | None,
+    selected: Selection | None = None,
 ) -> SearchConnection:
-    """One page of results for a validated search."""
+    """One page of results for a validated search.
+
+    ``selected`` is what the client asked for below the connection: headlines, documents and towns it names
+    are batch-loaded here, before the edges are returned (everything when it is None).
+    """
     bound = fingerprint(*spec.binding())
     req = page_request(ctx.codec, bound, first=first, after=after, last=last, before=before)
     if ctx.on_search is not None and req.page == 0:
@@ -172,23 +186,30 @@ async def run_search(
     if cursor is not None:
         _check_cursor_key(cursor, relevance=spec.order == "RELEVANCE")
     build = search_sql.relevance_page if spec.order == "RELEVANCE" else search_sql.date_page
-    query, params = build(spec, forward=req.forward, size=req.size, cursor=cursor)
+    extras = _extras(selected)
+    query, params = build(spec, forward=req.forward, size=req.size, cursor=cursor, extras=extras)
 
     async def compute() -> tuple[Any, int | None]:
         raw, route = await fetch_routed(ctx, "search", query, params)
         # The search statement's own routing record: its data LSN guards the cache entry.
         return [_jsonable(r) for r in raw], route.lsn if route else None
 
-    if ctx.cache is not None and req.page is not None and req.page < CACHED_PAGES:
-        parts = [*spec.binding(), req.size, req.forward, cursor]
-        raw = await ctx.cache.get_or_compute(parts, min_lsn=ctx.routing.min_lsn, compute=compute)
+    if req.page is not None and req.page < CACHED_PAGES:
+        if ctx.cache is not None:
+            parts = [*spec.binding(), req.size, req.forward, cursor, sorted(extras)]
+            raw = await ctx.cache.get_or_compute(parts, min_lsn=ctx.routing.min_lsn, compute=compute)
+        else:
+            raw, _ = await compute()
     else:
+        # Deep and backward pages are rare: sharing their responses would only evict hot entries.
+        ctx.shareable = False
         raw, _ = await compute()
     has_other = bool(raw[0][-1]) if raw else False
-    rows = [_page_row(r) for r in raw if r[0] is not None]
+    pairs = [(_page_row(r), r) for r in raw if r[0] is not None]
     if spec.order == "RELEVANCE":
-        rows.sort(key=lambda r: (r.rank or 0.0, r.meeting_date, r.id), reverse=req.forward)
-    rows, has_more = trim_page(rows, req)
+        pairs.sort(key=lambda pr: (pr[0].rank or 0.0, pr[0].meeting_date, pr[0].id), reverse=req.forward)
+    pairs, has_more = trim_page(pairs, req)
+    rows = [pr[0] for pr in pairs]
     loaders.prime_pages(ctx, rows)
     edges = [
         SearchEdge(
@@ -204,6 +225,7 @@ async def run_search(
         )
         for r in rows
     ]
+    _attach_extras(ctx, edges, [pr[1] for pr in pairs], extras)
     return SearchConnection(
         spec=spec,
         edges=edges,
@@ -213,13 +235,62 @@ async def run_search(
     )
 
 
+def _extras(selected: Selection | None) -> frozenset[str]:
+    """What the search statement fetches besides the pages, from what the client selected below the edges."""
+    if selected is None:
+        return frozenset(search_sql.EXTRA_ORDER)
+    out = set()
+    if wants(selected, "edges", "headline"):
+        out.add("headline")
+    if wants(selected, "edges", "node", "document"):
+        out.add("document")
+    if wants(selected, "edges", "node", "document", "municipality"):
+        out.add("town")
+    return frozenset(out)
+
+
+def _attach_extras(ctx: Context, edges: list[SearchEdge], raws: list[list[Any]], extras: frozenset[str]) -> None:
+    """Fill in headlines, documents and towns fetched with the rows, and prime the loaders with them."""
+    if not extras:
+        return
+    docs: dict[int, MeetingDocument] = {}
+    towns: dict[int, Municipality] = {}
+    doc_loader = loaders.documents(ctx)
+    town_loader = loaders.municipalities(ctx)
+    for edge, raw in zip(edges, raws, strict=True):
+        at = search_sql.PAGE_WIDTH
+        if "headline" in extras:
+            edge.headline = loaders.render_headline(str(raw[at] or ""))
+            at += 1
+        if "document" in extras:
+            d = raw[at : at + 5]
+            at += 5
+            if d[0] is not None:
+                doc = docs.get(int(d[0]))
+                if doc is None:
+                    row = loaders.DocumentRow(int(d[0]), int(d[1]), d[2], dt.date.fromisoformat(d[3]), d[4])
+                    doc_loader.prime(row.id, row)
+                    doc = docs[row.id] = MeetingDocument.from_row(row)
+                edge.node.prefetched_document = doc
+        if "town" in extras:
+            m = raw[at : at + 6]
+            doc = edge.node.prefetched_document
+            if m[0] is not None and doc is not None and doc.prefetched_municipality is None:
+                town = towns.get(int(m[0]))
+                if town is None:
+                    mrow = loaders.MunicipalityRow(int(m[0]), m[1], m[2], m[3], m[4], m[5])
+                    town_loader.prime(mrow.id, mrow)
+                    town = towns[mrow.id] = Municipality.from_row(mrow)
+                doc.prefetched_municipality = town
+
+
 def _jsonable(row: tuple[Any, ...]) -> list[Any]:
     """A result row as JSON values (the cache stores JSON, never pickle)."""
     return [v.isoformat() if isinstance(v, dt.date) else v for v in row]
 
 
 def _page_row(raw: list[Any]) -> PageRow:
-    values = list(raw[:-1])
+    values = list(raw[: search_sql.PAGE_WIDTH])
     values[1] = dt.date.fromisoformat(values[1])
     return PageRow(*values)
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 from typing import Any, Literal
 
 from psycopg import sql
@@ -51,6 +52,37 @@ PAGE_COLUMNS = sql.SQL(
     "p.id, p.meeting_date, p.document_id, p.municipality_id, p.document_type::text, p.page_number, p.text, "
     "p.page_image"
 )
+
+
+#: What a result page shows besides the pages, fetched in the search statement itself when the client selected
+#: it: "headline" (ts_headline, as in headline_query), "document" (the page's meeting_document row) and "town"
+#: (the document's municipality row). Their columns follow the page's, in that order, before ``has_other``.
+Extras = frozenset[str]
+#: Columns of a page row (PAGE_COLUMNS and the rank) at the start of every search row.
+PAGE_WIDTH = 9
+EXTRA_ORDER = ("headline", "document", "town")
+
+
+def _extras(extras: Extras) -> dict[str, sql.Composable]:
+    cols: list[sql.Composable] = []
+    joins: list[sql.Composable] = []
+    if "headline" in extras:
+        cols.append(
+            sql.SQL(
+                "ts_headline('public.civic'::regconfig, translate(p.text, E'<>\\uE000\\uE001', E'\\uE002\\uE003'), "
+                "{tsq}, {opts})"
+            ).format(tsq=TSQ, opts=sql.Literal(HEADLINE_OPTIONS))
+        )
+    if "document" in extras or "town" in extras:
+        cols.append(sql.SQL("d.id, d.municipality_id, d.meeting_name, d.meeting_date, d.document_type::text"))
+        joins.append(sql.SQL("LEFT JOIN public.meeting_document d ON d.id = p.document_id"))
+    if "town" in extras:
+        cols.append(sql.SQL("m.id, m.subdomain, m.name, m.state, m.country, m.kind"))
+        joins.append(sql.SQL("LEFT JOIN public.municipality m ON m.id = d.municipality_id"))
+    return {
+        "extra_cols": sql.SQL("").join([sql.SQL(", ") + c for c in cols]),
+        "extra_joins": sql.SQL(" ").join(joins),
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,8 +291,84 @@ def _picked_ctes(
     )
 
 
+def _shape(spec: SearchSpec) -> SearchSpec:
+    """The spec with every value replaced by a placeholder: what the SQL *text* depends on.
+
+    Statement texts are composed once per shape and reused: composing them is a large share of the CPU a
+    search costs in Python, and values never enter the text anyway (they are parameters).
+    """
+    towns = spec.municipalities
+    return SearchSpec(
+        query="",
+        order=spec.order,
+        municipalities=None if towns is None else ("",) * min(len(towns), 2),
+        states=None if spec.states is None else ("",),
+        date_from=None if spec.date_from is None else dt.date.min,
+        date_to=None if spec.date_to is None else dt.date.min,
+        document_type=None if spec.document_type is None else "",
+        meeting_name=None if spec.meeting_name is None else "",
+    )
+
+
+def _frozen(composed: sql.Composed) -> sql.Composed:
+    """A statement composed once into one literal piece: later ``as_string``/``as_bytes`` calls are trivial."""
+    return sql.Composed([sql.SQL(composed.as_string(None))])
+
+
+@functools.lru_cache(maxsize=1024)
+def _text(
+    builder: str, shape: SearchSpec, forward: bool, size: int, keyset: bool, extras: Extras = frozenset()
+) -> sql.Composed:
+    cursor: list[Any] | None = [0.0, "2000-01-01", ""] if keyset else None
+    if builder == "date":
+        cursor = cursor[1:] if cursor else None
+        composed, _ = _date_page(shape, forward=forward, size=size, cursor=cursor, extras=extras)
+    elif builder == "relevance":
+        composed, _ = _relevance_page(shape, forward=forward, size=size, cursor=cursor, extras=extras)
+    elif builder == "count":
+        composed, _ = _count_query(shape)
+    else:
+        composed, _ = _estimate_query(shape)
+    return _frozen(composed)
+
+
 def date_page(
-    spec: SearchSpec, *, forward: bool, size: int, cursor: list[Any] | None
+    spec: SearchSpec, *, forward: bool, size: int, cursor: list[Any] | None, extras: Extras = frozenset()
+) -> tuple[sql.Composed, dict[str, Any]]:
+    """One NEWEST/OLDEST page (see :func:`_date_page`), its text composed once per shape."""
+    p = params(spec)
+    if cursor is not None:
+        p["k_date"], p["k_id"] = dt.date.fromisoformat(str(cursor[0])), str(cursor[1])
+    return _text("date", _shape(spec), forward, size, cursor is not None, extras), p
+
+
+def relevance_page(
+    spec: SearchSpec, *, forward: bool, size: int, cursor: list[Any] | None, extras: Extras = frozenset()
+) -> tuple[sql.Composed, dict[str, Any]]:
+    """One RELEVANCE page (see :func:`_relevance_page`), its text composed once per shape."""
+    p = params(spec)
+    if cursor is not None:
+        p["k_rank"], p["k_date"], p["k_id"] = (
+            float(cursor[0]),
+            dt.date.fromisoformat(str(cursor[1])),
+            str(cursor[2]),
+        )
+    return _text("relevance", _shape(spec), forward, size, cursor is not None, extras), p
+
+
+def count_query(spec: SearchSpec) -> tuple[sql.Composed, dict[str, Any]]:
+    """Exact count up to COUNT_CAP + 1 (see :func:`_count_query`)."""
+    # The cap is a parameter, not part of the text: the text is composed once and reused.
+    return _text("count", _shape(spec), True, 0, False), {**params(spec), "cap": COUNT_CAP + 1}
+
+
+def estimate_query(spec: SearchSpec) -> tuple[sql.Composed, dict[str, Any]]:
+    """The planner's estimate of the number of matches (see :func:`_estimate_query`)."""
+    return _text("estimate", _shape(spec), True, 0, False), params(spec)
+
+
+def _date_page(
+    spec: SearchSpec, *, forward: bool, size: int, cursor: list[Any] | None, extras: Extras = frozenset()
 ) -> tuple[sql.Composed, dict[str, Any]]:
     """One NEWEST/OLDEST page: ``size + 1`` rows in scan order, plus ``has_other`` on every row.
 
@@ -290,9 +398,10 @@ def date_page(
         SELECT r.*, o.has_other
           FROM (SELECT {has_other} AS has_other) o
           LEFT JOIN LATERAL (
-                SELECT {cols}, NULL::real AS rank
+                SELECT {cols}, NULL::real AS rank{extra_cols}
                   FROM picked k
                   JOIN public.meeting_page p ON p.id = k.id AND p.meeting_date = k.meeting_date AND {bounds}
+                  {extra_joins}
                  ORDER BY p.meeting_date {dir}, p.id {dir}
           ) r ON true
         """
@@ -302,6 +411,7 @@ def date_page(
         ),
         has_other=has_other,
         cols=PAGE_COLUMNS,
+        **_extras(extras),
         dir=direction,
         # The rows picked already satisfy the filters; repeating the date bounds lets the planner prune the
         # partitions of this join at plan time, whatever join it chooses.
@@ -310,8 +420,8 @@ def date_page(
     return query, p
 
 
-def relevance_page(
-    spec: SearchSpec, *, forward: bool, size: int, cursor: list[Any] | None
+def _relevance_page(
+    spec: SearchSpec, *, forward: bool, size: int, cursor: list[Any] | None, extras: Extras = frozenset()
 ) -> tuple[sql.Composed, dict[str, Any]]:
     """One RELEVANCE page over the bounded candidate set, keyset on (rank, meeting_date, id)."""
     p = params(spec)
@@ -349,9 +459,10 @@ def relevance_page(
         SELECT r.*, o.has_other
           FROM (SELECT {has_other} AS has_other) o
           LEFT JOIN LATERAL (
-                SELECT {cols}, c.rank
+                SELECT {cols}, c.rank{extra_cols}
                   FROM chosen c
                   JOIN public.meeting_page p ON p.id = c.id AND p.meeting_date = c.meeting_date AND {bounds}
+                  {extra_joins}
           ) r ON true
         """
     ).format(
@@ -369,21 +480,22 @@ def relevance_page(
         limit=sql.Literal(size + 1),
         has_other=has_other,
         cols=PAGE_COLUMNS,
+        **_extras(extras),
         bounds=_and(_filters(spec, "p", walk=True)),
     )
     return query, p
 
 
-def count_query(spec: SearchSpec) -> tuple[sql.Composed, dict[str, Any]]:
+def _count_query(spec: SearchSpec) -> tuple[sql.Composed, dict[str, Any]]:
     """Exact count up to COUNT_CAP + 1; never a COUNT(*) over every match."""
     where = _and([sql.SQL("p.search_vector @@ {}").format(TSQ), *_filters(spec, "p", walk=None)])
-    query = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM public.meeting_page p WHERE {} LIMIT {}) s").format(
-        where, sql.Literal(COUNT_CAP + 1)
+    query = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM public.meeting_page p WHERE {} LIMIT %(cap)s) s").format(
+        where
     )
-    return query, params(spec)
+    return query, {**params(spec), "cap": COUNT_CAP + 1}
 
 
-def estimate_query(spec: SearchSpec) -> tuple[sql.Composed, dict[str, Any]]:
+def _estimate_query(spec: SearchSpec) -> tuple[sql.Composed, dict[str, Any]]:
     """The planner's estimate of the number of matches (EXPLAIN only, nothing is executed)."""
     where = _and([sql.SQL("p.search_vector @@ {}").format(TSQ), *_filters(spec, "p", walk=None)])
     return sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM public.meeting_page p WHERE {}").format(
@@ -391,6 +503,7 @@ def estimate_query(spec: SearchSpec) -> tuple[sql.Composed, dict[str, Any]]:
     ), params(spec)
 
 
+@functools.lru_cache(maxsize=1)
 def headline_query() -> sql.Composed:
     """ts_headline for a batch of pages, with sentinel delimiters that are HTML-escaped afterwards.
 
@@ -399,8 +512,9 @@ def headline_query() -> sql.Composed:
     private-use characters, because ts_headline's parser would otherwise drop anything that looks like a tag
     instead of letting it come back escaped (see loaders.render_headline).
     """
-    return sql.SQL(
-        """
+    return _frozen(
+        sql.SQL(
+            """
         SELECT p.id, p.meeting_date,
                ts_headline('public.civic'::regconfig,
                            translate(p.text, E'<>\\uE000\\uE001', E'\\uE002\\uE003'),
@@ -409,16 +523,20 @@ def headline_query() -> sql.Composed:
           JOIN unnest(%(ids)s::text[], %(dates)s::date[]) AS k(id, meeting_date)
             ON p.id = k.id AND p.meeting_date = k.meeting_date
         """
-    ).format(tsq=TSQ, opts=sql.Literal(HEADLINE_OPTIONS))
+        ).format(tsq=TSQ, opts=sql.Literal(HEADLINE_OPTIONS))
+    )
 
 
+@functools.lru_cache(maxsize=1)
 def pages_by_key() -> sql.Composed:
     """Pages by (id, meeting_date): each lookup touches one partition."""
-    return sql.SQL(
-        """
+    return _frozen(
+        sql.SQL(
+            """
         SELECT {cols}, NULL::real AS rank
           FROM public.meeting_page p
           JOIN unnest(%(ids)s::text[], %(dates)s::date[]) AS k(id, meeting_date)
             ON p.id = k.id AND p.meeting_date = k.meeting_date
         """
-    ).format(cols=PAGE_COLUMNS)
+        ).format(cols=PAGE_COLUMNS)
+    )

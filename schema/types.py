@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable
 from enum import Enum
 from typing import Annotated, Any
 
@@ -178,12 +179,15 @@ class MeetingDocument(Node):
             document_type=DocumentType(row.document_type),
         )
 
-    @strawberry.field(description="The municipality that published the document.")
-    async def municipality(self, info: Ctx) -> Municipality:
-        row = await loaders.municipalities(info.context).load(self.municipality_pk)
-        if row is None:
-            raise Unavailable("the document's municipality is not visible on this node yet; retry")
-        return Municipality.from_row(row)
+    #: Set when the resolver that made this document already batch-loaded its municipality.
+    prefetched_municipality: strawberry.Private[Municipality | None] = None
+
+    @strawberry.field(graphql_type=Municipality, description="The municipality that published the document.")
+    def municipality(self, info: Ctx) -> Municipality | Awaitable[Municipality]:
+        # Synchronous when prefetched: no coroutine, no task. Otherwise one batched lookup per request.
+        if self.prefetched_municipality is not None:
+            return self.prefetched_municipality
+        return _load_municipality(info.context, self.municipality_pk)
 
     @strawberry.field(description="The document's pages in page order.")
     async def pages(
@@ -269,12 +273,14 @@ class MeetingPage(Node):
             page_image=row.page_image,
         )
 
-    @strawberry.field(description="The document this page belongs to.")
-    async def document(self, info: Ctx) -> MeetingDocument:
-        doc = await loaders.documents(info.context).load(self.row.document_id)
-        if doc is None:
-            raise Unavailable("the page's document is not visible on this node yet; retry")
-        return MeetingDocument.from_row(doc)
+    #: Set when the resolver that made this page already batch-loaded its document.
+    prefetched_document: strawberry.Private[MeetingDocument | None] = None
+
+    @strawberry.field(graphql_type=MeetingDocument, description="The document this page belongs to.")
+    def document(self, info: Ctx) -> MeetingDocument | Awaitable[MeetingDocument]:
+        if self.prefetched_document is not None:
+            return self.prefetched_document
+        return _load_document(info.context, self.row.document_id)
 
 
 @strawberry.type(description="An edge to a meeting page.")
@@ -287,3 +293,17 @@ class MeetingPageEdge:
 class MeetingPageConnection:
     edges: list[MeetingPageEdge] = strawberry.field(description="The pages of this page.")
     page_info: PageInfo = strawberry.field(description="Paging information.")
+
+
+async def _load_municipality(ctx: Context, pk: int) -> Municipality:
+    row = await loaders.municipalities(ctx).load(pk)
+    if row is None:
+        raise Unavailable("the document's municipality is not visible on this node yet; retry")
+    return Municipality.from_row(row)
+
+
+async def _load_document(ctx: Context, pk: int) -> MeetingDocument:
+    doc = await loaders.documents(ctx).load(pk)
+    if doc is None:
+        raise Unavailable("the page's document is not visible on this node yet; retry")
+    return MeetingDocument.from_row(doc)

@@ -177,8 +177,10 @@ async def test_statement_errors_reach_the_caller_unretried(router: Router) -> No
         await conn.execute("SELECT 1/0")
 
     async def too_slow(conn: Conn) -> None:
-        await conn.execute("SET LOCAL statement_timeout = '50ms'")
-        await conn.execute("SELECT pg_sleep(2)")
+        # Reads autocommit: a read that needs transaction-local settings opens its own transaction.
+        async with conn.transaction():
+            await conn.execute("SET LOCAL statement_timeout = '50ms'")
+            await conn.execute("SELECT pg_sleep(2)")
 
     with pytest.raises(psycopg.errors.DivisionByZero):
         await router.read(broken)

@@ -1,0 +1,431 @@
+"""``/graphql``: the gateway's own GraphQL-over-HTTP endpoint, built for the cost of each request.
+
+The path of a request, cheapest first:
+
+1. Read the HTTP request (bounded body, orjson); anything malformed is a 4xx with a GraphQL-shaped error.
+2. A query that reads data looks in the response cache: a hit is the stored ``data`` bytes with this request's
+   ``extensions`` spliced on, and runs no GraphQL at all.
+3. The document comes from the prepared-document cache (parsed, validated and checked against the operation
+   limits once per distinct text); only a new document is parsed and validated.
+4. graphql-core executes the Strawberry schema directly, with no per-field wrapper: resolvers that do no I/O
+   are plain attribute reads, and the connection resolvers batch what their edges show up front.
+5. The response is encoded once with orjson and, when shareable, stored for the next client.
+
+Spans: the operation, parsing and validation (when they run), execution, each SQL statement, cache calls and
+each DataLoader batch. No span wraps an individual field.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from graphql import ExecutionResult, GraphQLError, GraphQLSchema, OperationType, execute
+from opentelemetry import trace
+from starlette.datastructures import Headers
+from starlette.types import Receive, Scope, Send
+
+from gateway.admission import Admission
+from gateway.auth import TokenStore
+from gateway.cache import ResultCache
+from gateway.documents import DocumentCache, PreparedDocument
+from gateway.http_request import GraphQLRequest, RequestError, from_get, from_post
+from gateway.metrics import Metrics
+from gateway.response_cache import ResponseCache, StoredResponse
+from gateway.search_log import SearchLog
+from gateway.settings import Settings
+from gateway.web import PAGE_HEADERS, graphiql_html
+from routing import RequestRouting, Router, decode_token
+from schema.context import Context
+from schema.cursors import CursorCodec
+from schema.errors import BAD_USER_INPUT, INTERNAL, client_code
+from schema.queryids import QueryIds
+
+log = logging.getLogger("gateway.errors")
+
+MAX_STALENESS_HEADER = "x-max-staleness-ms"
+CONSISTENCY_HEADER = "x-consistency-token"
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+JSON = "application/json"
+PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+
+
+class HeaderError(ValueError):
+    """A request header the gateway reads is malformed; answered as BAD_USER_INPUT."""
+
+
+def request_routing(headers: Headers, *, default_staleness_ms: int) -> RequestRouting:
+    """Read X-Max-Staleness-Ms and X-Consistency-Token; a malformed value is an error, never ignored."""
+    staleness = default_staleness_ms
+    raw = headers.get(MAX_STALENESS_HEADER)
+    if raw is not None:
+        value = raw.strip()
+        if not value.isascii() or not value.isdigit() or len(value) > 9:
+            raise HeaderError("X-Max-Staleness-Ms must be a whole number of milliseconds")
+        staleness = int(value)
+    min_lsn = None
+    token = headers.get(CONSISTENCY_HEADER)
+    if token is not None and token.strip():
+        try:
+            min_lsn = decode_token(token.strip())
+        except ValueError:
+            raise HeaderError("X-Consistency-Token is not a token this gateway issued") from None
+    return RequestRouting(max_staleness_ms=staleness, min_lsn=min_lsn)
+
+
+def shape_error(error: GraphQLError) -> dict[str, Any]:
+    """The client's view of one error: the message and code, or a masked internal error."""
+    code = client_code(error)
+    if code is None:
+        shaped: dict[str, Any] = {"message": "internal error", "extensions": {"code": INTERNAL}}
+    else:
+        shaped = dict(error.formatted)
+        extensions = dict(shaped.get("extensions") or {})
+        extensions["code"] = code or BAD_USER_INPUT
+        shaped["extensions"] = extensions
+    if error.path:
+        shaped["path"] = list(error.path)
+    return shaped
+
+
+def _persisted_hash(extensions: dict[str, Any]) -> str | None:
+    pq = extensions.get("persistedQuery")
+    if not isinstance(pq, dict) or pq.get("version") != 1:
+        return None
+    digest = pq.get("sha256Hash")
+    if isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest.lower()):
+        return digest.lower()
+    return None
+
+
+def _media_type(headers: Headers) -> str | None:
+    """The response media type the client accepts (None: neither JSON type, a 406)."""
+    accept = headers.get("accept")
+    if not accept:
+        return JSON
+    types = [part.split(";", 1)[0].strip().lower() for part in accept.split(",")]
+    for media in types:
+        if media == GRAPHQL_RESPONSE:
+            return GRAPHQL_RESPONSE
+        if media in (JSON, "*/*", "application/*"):
+            return JSON
+    return None
+
+
+class Reply:
+    """A response about to be sent: status, media type, body bytes and extra headers."""
+
+    __slots__ = ("body", "headers", "media", "status")
+
+    def __init__(self, body: bytes, *, status: int = 200, media: str = JSON, headers: dict[str, str] | None = None):
+        self.body = body
+        self.status = status
+        self.media = media
+        self.headers = headers or {}
+
+    async def send(self, send: Send) -> None:
+        raw = [
+            (b"content-type", f"{self.media}; charset=utf-8".encode()),
+            (b"content-length", str(len(self.body)).encode()),
+        ]
+        raw.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.headers.items())
+        await send({"type": "http.response.start", "status": self.status, "headers": raw})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def error_reply(
+    message: str, code: str, status: int, *, trace_id: str | None, media: str = JSON,
+    headers: dict[str, str] | None = None,
+) -> Reply:
+    """A GraphQL-shaped error for failures before execution, with the trace id."""
+    payload: dict[str, Any] = {"errors": [{"message": message, "extensions": {"code": code}}]}
+    if trace_id:
+        payload["extensions"] = {"traceId": trace_id}
+    return Reply(orjson.dumps(payload), status=status, media=media, headers=headers)
+
+
+class GraphQLEndpoint:
+    """The ASGI endpoint of ``/graphql`` (GET and POST; GraphiQL for a browser's GET)."""
+
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        *,
+        settings: Settings,
+        router: Callable[[], Router | None],
+        documents: DocumentCache,
+        cache: ResultCache,
+        responses: ResponseCache,
+        admission: Admission,
+        tracer: trace.Tracer,
+        queryids: QueryIds,
+        metrics: Metrics,
+        search_log: SearchLog,
+    ) -> None:
+        self._schema = schema
+        self._settings = settings
+        self._router = router
+        self._documents = documents
+        self._cache = cache
+        self._responses = responses
+        self._admission = admission
+        self._tracer = tracer
+        self._queryids = queryids
+        self._metrics = metrics
+        self._search_log = search_log
+        self._tokens = TokenStore.parse(settings.write_tokens)
+        self._codec = CursorCodec(settings.cursor_key)
+        self._max_body = settings.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        trace_id: str | None = scope.get("gateway.trace_id")
+        headers = Headers(scope=scope)
+        method = scope["method"]
+        if method == "GET" and not scope.get("query_string") and "text/html" in headers.get("accept", ""):
+            await Reply(graphiql_html().encode(), media="text/html", headers=PAGE_HEADERS).send(send)
+            return
+        media = _media_type(headers)
+        if media is None:
+            await error_reply(
+                "this endpoint answers application/json or application/graphql-response+json",
+                BAD_USER_INPUT, 406, trace_id=trace_id,
+            ).send(send)
+            return
+        if method not in ("GET", "POST"):
+            await error_reply(
+                f"{method} is not supported: use GET or POST", BAD_USER_INPUT, 405, trace_id=trace_id,
+                headers={"Allow": "GET, POST"}, media=media,
+            ).send(send)
+            return
+        ticket = self._admission.enter()
+        if ticket is None:
+            self._metrics.overloaded()
+            await error_reply(
+                "the gateway is at capacity; retry shortly", "OVERLOADED", 503, trace_id=trace_id, media=media,
+                headers={"Retry-After": str(self._admission.retry_after_s)},
+            ).send(send)
+            return
+        try:
+            reply = await self._handle(scope, receive, headers, method, media, trace_id, started)
+        except RequestError as exc:
+            reply = error_reply(exc.message, exc.code, exc.status, trace_id=trace_id, media=media)
+            self._metrics.observe(
+                operation="", outcome="error", seconds=time.perf_counter() - started, statements=0,
+                codes=[exc.code], trace_id=trace_id or "",
+            )
+        finally:
+            self._admission.leave(ticket)
+        await reply.send(send)
+
+    async def _read_body(self, receive: Receive, headers: Headers) -> bytes:
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self._max_body):
+            raise RequestError(f"request body larger than {self._max_body} bytes", status=413)
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestError("the client went away", status=400)
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_body:
+                raise RequestError(f"request body larger than {self._max_body} bytes", status=413)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, headers: Headers, method: str, media: str, trace_id: str | None,
+        started: float,
+    ) -> Reply:
+        if method == "POST":
+            req = from_post(headers.get("content-type", ""), await self._read_body(receive, headers))
+        else:
+            req = from_get(scope.get("query_string", b""))
+        try:
+            routing = request_routing(headers, default_staleness_ms=self._settings.max_staleness_ms)
+        except HeaderError as exc:
+            raise RequestError(str(exc)) from None
+
+        prepared = await self._prepared(req)
+        if prepared is None:  # an APQ hash the gateway does not know: the client resends the text
+            return error_reply("PersistedQueryNotFound", PERSISTED_QUERY_NOT_FOUND, 200, trace_id=trace_id,
+                               media=media)
+        if not prepared.ok:
+            status = 400 if media == GRAPHQL_RESPONSE else 200
+            self._metrics.observe(
+                operation="", outcome="error", seconds=time.perf_counter() - started, statements=0,
+                codes=[BAD_USER_INPUT], trace_id=trace_id or "",
+            )
+            refusal = {"errors": [shape_error(e) for e in prepared.errors], "extensions": {"traceId": trace_id}}
+            return Reply(orjson.dumps(refusal), status=status, media=media)
+        op_type = prepared.operation_type(req.operation_name)
+        if op_type is None:
+            raise RequestError(
+                f"unknown operation {req.operation_name[:100]!r}" if req.operation_name
+                else "the document has several operations: name one with operationName"
+            )
+        if method == "GET" and op_type is not OperationType.QUERY:
+            return error_reply("only queries may be sent with GET; use POST", BAD_USER_INPUT, 405,
+                               trace_id=trace_id, media=media, headers={"Allow": "POST"})
+
+        shareable = (
+            op_type is OperationType.QUERY and self._responses.enabled and prepared.reads_data(req.operation_name)
+        )
+        key = ""
+        generation: int | None = None
+        if shareable:
+            key = self._responses.key(prepared.key, req.operation_name, req.variables, routing.max_staleness_ms)
+            generation, stored = await self._responses.lookup(key, min_lsn=routing.min_lsn,
+                                                              max_staleness_ms=routing.max_staleness_ms)
+            if stored is not None:
+                return self._hit(stored, trace_id, media, started)
+
+        ctx = self._context(req, routing, headers)
+        if shareable:
+            # One layer of caching at a time: this response is about to be cached whole, so caching the rows
+            # it is made of as well would only add round trips to Redis.
+            ctx.cache = None
+        result = await self._execute(prepared, req, ctx)
+        errors = [shape_error(e) for e in result.errors or ()]
+        for error, shaped in zip(result.errors or (), errors, strict=True):
+            if shaped["extensions"]["code"] == INTERNAL:
+                log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+        data_bytes = orjson.dumps(result.data)
+        extensions = self._extensions(ctx, trace_id)
+        body = b'{"data":' + data_bytes
+        if errors:
+            body += b',"errors":' + orjson.dumps(errors)
+        body += b',"extensions":' + orjson.dumps(extensions) + b"}"
+        codes = [str(e["extensions"]["code"]) for e in errors]
+        self._metrics.observe(
+            operation=ctx.operation_name or "", outcome="error" if codes else "ok",
+            seconds=time.perf_counter() - started, statements=ctx.statements, codes=codes,
+            trace_id=trace_id or "",
+        )
+        if shareable and not errors and ctx.shareable and generation is not None:
+            await self._responses.store(key, ctx, generation, data_bytes)
+        status = 200
+        if result.data is None and errors and media == GRAPHQL_RESPONSE:
+            status = 400 if all(e["extensions"]["code"] == BAD_USER_INPUT for e in errors) else 200
+        return Reply(body, status=status, media=media)
+
+    def _hit(self, stored: StoredResponse, trace_id: str | None, media: str, started: float) -> Reply:
+        for text in stored.searches:
+            self._search_log.record(text)
+        extensions: dict[str, Any] = {"statements": 0, "cache": "hit"}
+        if trace_id:
+            extensions["traceId"] = trace_id
+        self._metrics.observe(
+            operation=stored.operation, outcome="ok", seconds=time.perf_counter() - started, statements=0,
+            codes=[], trace_id=trace_id or "",
+        )
+        return Reply(b'{"data":' + stored.data + b',"extensions":' + orjson.dumps(extensions) + b"}", media=media)
+
+    async def _prepared(self, req: GraphQLRequest) -> PreparedDocument | None:
+        """The prepared document of a request (None for an unknown persisted-query hash)."""
+        digest = _persisted_hash(req.extensions)
+        if digest is not None:
+            if req.query:
+                if len(req.query.encode("utf-8", "surrogatepass")) > self._settings.apq_max_bytes:
+                    raise RequestError(
+                        f"persisted queries are at most {self._settings.apq_max_bytes} bytes; send it without "
+                        "persistedQuery"
+                    )
+                if req.document_key() != digest:
+                    raise RequestError("provided sha does not match query")
+                if self._documents.get(digest) is None:
+                    await self._cache.persist_query(digest, req.query)
+            else:
+                found = self._documents.get(digest)
+                if found is not None:
+                    return found
+                stored = await self._cache.persisted_query(digest)
+                if stored is None:
+                    return None
+                req.query = stored
+        if not req.query:
+            raise RequestError("the request has no 'query': send a GraphQL document")
+        key = digest or req.document_key()
+        found = self._documents.get(key)
+        if found is not None:
+            return found
+        with self._tracer.start_as_current_span("GraphQL Parsing"):
+            parsed = self._documents.parse(req.query)
+        with self._tracer.start_as_current_span("GraphQL Validation"):
+            return self._documents.validate(key, parsed)
+
+    def _context(self, req: GraphQLRequest, routing: RequestRouting, headers: Headers) -> Context:
+        ctx = Context(router=self._router(), routing=routing, codec=self._codec)
+        ctx.viewer = self._tokens.viewer(headers.get("authorization"))
+        ctx.cache = self._cache
+        ctx.after_write = self._after_write
+        ctx.tracer = self._tracer
+        ctx.queryids = self._queryids
+        ctx.sql_comments = self._settings.sql_comments
+        ctx.operation_name = req.operation_name
+        record = self._search_log.record
+
+        def on_search(text: str) -> None:
+            ctx.searches.append(text)
+            record(text)
+
+        ctx.on_search = on_search
+        return ctx
+
+    async def _after_write(self) -> None:
+        await self._cache.bump()
+
+    async def _execute(self, prepared: PreparedDocument, req: GraphQLRequest, ctx: Context) -> ExecutionResult:
+        op_type = prepared.operation_type(req.operation_name)
+        kind = "Mutation" if op_type is OperationType.MUTATION else "Query"
+        name = req.operation_name or _only_name(prepared)
+        ctx.operation_name = name
+        span_name = f"GraphQL {kind}: {name}" if name else f"GraphQL {kind}"
+        with self._tracer.start_as_current_span(span_name) as span:
+            span.set_attribute("graphql.operation.type", kind.lower())
+            if name:
+                span.set_attribute("graphql.operation.name", name[:100])
+            span.set_attribute("graphql.document.sha256", prepared.key)
+            with self._tracer.start_as_current_span("GraphQL Execution"):
+                assert prepared.document is not None
+                outcome = execute(
+                    self._schema, prepared.document, context_value=ctx, variable_values=req.variables,
+                    operation_name=req.operation_name,
+                )
+                if asyncio.iscoroutine(outcome) or isinstance(outcome, asyncio.Future):
+                    outcome = await outcome
+        assert isinstance(outcome, ExecutionResult)
+        return outcome
+
+    def _extensions(self, ctx: Context, trace_id: str | None) -> dict[str, Any]:
+        extensions: dict[str, Any] = {}
+        if self._settings.routing_metadata and ctx.routing.decisions:
+            extensions["routing"] = [
+                {"node": d.node, "role": d.role, "lagMs": d.lag_ms, "waitedMs": d.waited_ms, "retried": d.retried}
+                for d in ctx.routing.decisions
+            ]
+        extensions["statements"] = ctx.statements
+        if ctx.consistency_token:
+            extensions["consistencyToken"] = ctx.consistency_token
+        if trace_id:
+            extensions["traceId"] = trace_id
+        return extensions
+
+
+def _only_name(prepared: PreparedDocument) -> str | None:
+    if len(prepared.operations) == 1:
+        return next(iter(prepared.operations))
+    return None
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
