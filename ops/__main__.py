@@ -1,12 +1,20 @@
-"""``python -m ops``: the local stack, the demo corpus, benchmarks and drills."""
+"""``python -m ops``: everything an operator runs besides the server.
+
+The local stack, the demo corpus, bulk ingest, partition and statistics maintenance, benchmarks and drills.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ops import stack
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:
@@ -94,6 +102,36 @@ def _cmd_drill(args: argparse.Namespace) -> int:
     return int(drills.main(args.what, args.rest))
 
 
+def _with_settings(run: Callable[[argparse.Namespace, Settings], int], args: argparse.Namespace) -> int:
+    """Commands that work on a configured deployment read the gateway's settings (``GATEWAY_*``)."""
+    from gateway.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return int(run(args, settings))
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from ops.ingest import cli as ingest_cli
+
+    return _with_settings(ingest_cli.run, args)
+
+
+def _cmd_partitions(args: argparse.Namespace) -> int:
+    from ops.maintenance import cli as maintenance_cli
+
+    return _with_settings(maintenance_cli.run_partitions, args)
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from ops.maintenance import cli as maintenance_cli
+
+    return _with_settings(maintenance_cli.run_stats, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -126,6 +164,22 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("what")
     dr.add_argument("rest", nargs=argparse.REMAINDER)
     dr.set_defaults(func=_cmd_drill)
+
+    # argparse only: the loader, httpx and tqdm are imported when a command runs.
+    from ops.ingest import cli as ingest_cli
+    from ops.maintenance import cli as maintenance_cli
+
+    ingest = sub.add_parser("ingest", help="bulk-ingest meeting pages from JSONL files or a civic.band Datasette")
+    ingest_cli.add_arguments(ingest)
+    ingest.set_defaults(func=_cmd_ingest)
+
+    part = sub.add_parser("partitions", help="partition lifecycle of meeting_page")
+    maintenance_cli.add_partitions_arguments(part)
+    part.set_defaults(func=_cmd_partitions)
+
+    stats = sub.add_parser("stats", help="search statistics")
+    maintenance_cli.add_stats_arguments(stats)
+    stats.set_defaults(func=_cmd_stats)
     return parser
 
 

@@ -1,7 +1,7 @@
 """``python -m ops bench ingest``: N pages from JSONL until searchable (indexes built, ANALYZE done).
 
 The run uses a throwaway stack of its own (so the 1M-page benchmark stack is left alone), migrated and empty,
-writes the synthetic corpus as JSONL first (not timed), then times ``python -m gateway ingest``'s engine
+writes the synthetic corpus as JSONL first (not timed), then times ``python -m ops ingest``'s engine
 end to end, with its phases. As a baseline in the same run it times a plain COPY of the same rows into an
 unindexed table without the tsvector (the floor any ingest pays for moving the bytes), and reports both.
 """
@@ -23,8 +23,8 @@ from ops.bench import machine, write_report
 
 
 def run(args: argparse.Namespace) -> int:
-    from gateway.ingest import ingest_jsonl, write_corpus_jsonl
     from migrations import runner
+    from ops.ingest import ingest_jsonl, write_corpus_jsonl
 
     work = Path(tempfile.mkdtemp(prefix="civic-bench-ingest-"))
     work.chmod(0o755)  # the stack inside it runs as the postgres user, who must be able to walk into it

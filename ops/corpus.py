@@ -46,7 +46,7 @@ import psycopg
 from psycopg import sql
 from tqdm import tqdm
 
-from gateway import partitions
+from migrations import partitions
 from ops import stack
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Bulk ingest (gateway.ingest) against the real test stack, and against a real Datasette subprocess.
+"""Bulk ingest (ops.ingest) against the real test stack, and against a real Datasette subprocess.
 
 The database already holds the session's synthetic corpus and other tests' rows, so every test uses its own
 municipality subdomains (``ingest-*.ca``) and removes its rows afterwards.
@@ -24,12 +24,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from gateway import partitions
-from gateway.ingest import BadRow, IngestSummary, cli, ingest_datasette, ingest_jsonl
-from gateway.ingest.newparts import PENDING_TAG
-from gateway.ingest.sources import parse_reply
 from gateway.settings import Settings
+from migrations import partitions
 from ops import stack
+from ops.ingest import BadRow, IngestSummary, cli, ingest_datasette, ingest_jsonl
+from ops.ingest.newparts import PENDING_TAG
+from ops.ingest.sources import parse_reply
 
 Conn = psycopg.Connection[tuple[object, ...]]
 

@@ -24,8 +24,10 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from gateway import __main__ as cli
-from gateway import archive, partitions
+from migrations import partitions
+from ops import __main__ as cli
+from ops.maintenance import archive
+from ops.maintenance.partitions import drain_default
 from ops.stack import StackLayout
 
 Conn = psycopg.Connection[Any]
@@ -290,7 +292,7 @@ def test_rows_in_default_get_their_own_partition_which_becomes_archivable(
     assert _relation(admin_conn, name) is None
     _seed(admin_conn, 1953, 40, make_partitions=False)
     assert _count(admin_conn, "meeting_page_default") >= 40  # no partition: the rows landed in DEFAULT
-    assert name in partitions.drain_default(admin_conn)
+    assert name in drain_default(admin_conn)
     assert admin_conn.execute(
         "SELECT count(*) FROM meeting_page_default WHERE meeting_date >= '1953-01-01' AND meeting_date < '1954-01-01'"
     ).fetchone() == (0,)

@@ -36,7 +36,7 @@ def test_sampled_searches_become_popular_searches(
         assert row == (3, 1)
         env = {**os.environ, **stack_layout.gateway_env()}
         out = subprocess.run(
-            [sys.executable, "-m", "gateway", "stats", "refresh"],
+            [sys.executable, "-m", "ops", "stats", "refresh"],
             env=env,
             capture_output=True,
             text=True,

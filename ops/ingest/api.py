@@ -9,8 +9,8 @@ from typing import Literal
 
 import httpx
 
-from gateway.ingest.loader import IngestError, IngestSummary, connect, ensure_municipality, run_ingest
-from gateway.ingest.records import (
+from ops.ingest.loader import IngestError, IngestSummary, connect, ensure_municipality, run_ingest
+from ops.ingest.records import (
     SUBDOMAIN_RE,
     BadRow,
     DocumentType,
@@ -18,7 +18,7 @@ from gateway.ingest.records import (
     RowError,
     type_from_file_name,
 )
-from gateway.ingest.sources import DatasetteSource, JsonlSource, Source
+from ops.ingest.sources import DatasetteSource, JsonlSource, Source
 
 DOCUMENT_TYPES: tuple[DocumentType, ...] = ("agenda", "minutes")
 
@@ -37,7 +37,7 @@ def ingest_jsonl(
     max_batches: int | None = None,
     on_bad_row: Callable[[BadRow], None] | None = None,
 ) -> IngestSummary:
-    """Upsert the page rows of JSONL ``paths`` (format: :mod:`gateway.ingest.sources`) into the database.
+    """Upsert the page rows of JSONL ``paths`` (format: :mod:`ops.ingest.sources`) into the database.
 
     ``admin_dsn`` reaches the primary as the tables' owner, directly or through PgBouncer in *session* mode
     (the loader uses temporary tables and an advisory lock). ``document_type`` and ``municipality`` are the

@@ -7,14 +7,14 @@ How a run goes:
 2. The reader (this thread) pulls chunks from the sources, resolves each row's municipality (creating it
    when the row says how), keeps the last row of each page key, and picks the row's **target table**: the
    partition whose range holds its date, or a pending standalone table for a range that has no partition
-   yet (:mod:`gateway.ingest.newparts`).
+   yet (:mod:`ops.ingest.newparts`).
 3. Each row goes to one of N worker threads, chosen by a hash of its document key (municipality, meeting,
    date, type). Every worker owns a connection and a temporary staging table. Per chunk it runs one
    transaction: COPY its rows into the stage; create the documents that do not exist yet; give the rows their
    document ids; then, per target table, drop the rows identical to what is stored (unchanged: no row is
    rewritten, no vector recomputed), UPDATE the changed ones and INSERT the new ones. The server computes
    ``search_vector`` (to_tsvector) as rows are written, so N backends keep N cores busy; Python only parses.
-4. As chunks commit, the checkpoint moves past every chunk committed in order (:mod:`gateway.ingest.checkpoint`).
+4. As chunks commit, the checkpoint moves past every chunk committed in order (:mod:`ops.ingest.checkpoint`).
 5. At the end: pending tables get the parent's indexes (in parallel) and are attached, and the partitions
    written to are ANALYZEd (and their GIN pending lists merged) in parallel.
 
@@ -47,12 +47,12 @@ import psycopg
 from psycopg import sql
 from tqdm import tqdm
 
-from gateway import partitions
-from gateway.ingest import newparts, staging
-from gateway.ingest.checkpoint import Checkpoint, CheckpointError, CommitTracker
-from gateway.ingest.records import STATE_RE, SUBDOMAIN_RE, BadRow, PageRow, RowError
-from gateway.ingest.sources import Source, SourceError
-from gateway.partitions import Conn
+from migrations import partitions
+from migrations.partitions import Conn
+from ops.ingest import newparts, staging
+from ops.ingest.checkpoint import Checkpoint, CheckpointError, CommitTracker
+from ops.ingest.records import STATE_RE, SUBDOMAIN_RE, BadRow, PageRow, RowError
+from ops.ingest.sources import Source, SourceError
 
 LOCK_KEY = 0x63696E67  # "cing": the advisory lock every ingest run holds (migrations use 0x63697669)
 # The summary keeps the first bad rows; all of them are counted, and reported as they come.
@@ -503,7 +503,7 @@ def run_ingest(
     max_batches: int | None = None,
     on_bad_row: Callable[[BadRow], None] | None = None,
 ) -> IngestSummary:
-    """Ingest ``sources`` into the database at ``admin_dsn`` (see :func:`gateway.ingest.ingest_jsonl`)."""
+    """Ingest ``sources`` into the database at ``admin_dsn`` (see :func:`ops.ingest.ingest_jsonl`)."""
     if resume and checkpoint is None:
         raise ValueError("resume needs a checkpoint path")
     try:

@@ -1,4 +1,8 @@
-"""Partition lifecycle for ``meeting_page``: create ahead, move rows out of DEFAULT, list.
+"""Partition DDL for ``meeting_page``: create partitions ahead, moving rows out of DEFAULT, and list them.
+
+It lives beside the migration runner because ``python -m gateway migrate`` creates the current period's
+partition right after the schema, and the server must not depend on the operators' tools for that; the
+maintenance commands in ``ops.maintenance`` build on these same helpers.
 
 Partitions are ranges of ``meeting_date`` whose width (``month`` or ``year``) is recorded in
 ``partition_policy``. A date with no partition lands in ``meeting_page_default``; creating the partition for
@@ -174,15 +178,3 @@ def ensure_ahead(conn: Conn, ahead: int, *, today: dt.date | None = None) -> lis
     for _ in range(ahead):
         last = period_end(last, width)
     return ensure_range(conn, start, last)
-
-
-def drain_default(conn: Conn) -> list[str]:
-    """Move every row of DEFAULT into partitions of its own period; returns the partitions created."""
-    row = conn.execute(
-        "SELECT min(meeting_date), max(meeting_date) FROM public.meeting_page_default"
-    ).fetchone()
-    if not row or row[0] is None:
-        return []
-    first, last = row
-    assert isinstance(first, dt.date) and isinstance(last, dt.date)
-    return ensure_range(conn, first, last)

@@ -1,11 +1,11 @@
-"""``python -m gateway ingest {jsonl,datasette}``: the command line of the bulk loader.
+"""``python -m ops ingest {jsonl,datasette}``: the command line of the bulk loader.
 
 Examples::
 
-    python -m gateway ingest jsonl pages/*.jsonl
-    python -m gateway ingest jsonl alameda-agendas.jsonl --municipality alameda.ca --name Alameda --state CA
-    python -m gateway ingest datasette --municipality alameda.ca --since auto
-    python -m gateway ingest jsonl big.jsonl --resume          # after an interruption
+    python -m ops ingest jsonl pages/*.jsonl
+    python -m ops ingest jsonl alameda-agendas.jsonl --municipality alameda.ca --name Alameda --state CA
+    python -m ops ingest datasette --municipality alameda.ca --since auto
+    python -m ops ingest jsonl big.jsonl --resume          # after an interruption
 
 The primary is found among ``GATEWAY_ADMIN_NODES`` (session-mode DSNs: the loader uses temporary tables and an
 advisory lock, which transaction pooling would break). Bad rows are printed to stderr as they are met, with
@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from gateway.ingest.loader import IngestSummary
-    from gateway.ingest.records import BadRow
     from gateway.settings import Settings
+    from ops.ingest.loader import IngestSummary
+    from ops.ingest.records import BadRow
 
 DEFAULT_CHECKPOINT = Path(".civic-ingest-checkpoint.json")
 
@@ -94,8 +94,8 @@ def _report(summary: IngestSummary) -> None:
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     """Run the ingest that ``args`` describe against the primary among ``settings.admin_dsns``."""
-    from gateway.ingest import api
-    from gateway.ingest.loader import IngestError
+    from ops.ingest import api
+    from ops.ingest.loader import IngestError
     from routing.discovery import NoPrimaryError, find_primary_dsn
 
     if not settings.admin_dsns:
@@ -117,8 +117,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     try:
         if args.source == "jsonl":
             if args.municipality and (args.name or args.state):
-                from gateway.ingest.loader import connect, ensure_municipality
-                from gateway.ingest.records import RowError
+                from ops.ingest.loader import connect, ensure_municipality
+                from ops.ingest.records import RowError
 
                 with connect(dsn) as conn:
                     try:
@@ -174,10 +174,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Standalone entry point (``python -m gateway.ingest.cli``); ``python -m gateway ingest`` is the usual one."""
+    """Standalone entry point (``python -m ops.ingest.cli``); ``python -m ops ingest`` is the usual one."""
     from gateway.settings import SettingsError, load_settings
 
-    parser = argparse.ArgumentParser(prog="python -m gateway ingest", description="bulk-ingest meeting pages")
+    parser = argparse.ArgumentParser(prog="python -m ops ingest", description="bulk-ingest meeting pages")
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:

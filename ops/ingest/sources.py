@@ -3,7 +3,7 @@
 Each source yields :class:`Chunk` s: a run of validated rows, the rows it had to skip, and the position just
 past the chunk, which is what the checkpoint records once the chunk is committed.
 
-**JSONL** (one JSON object per line, UTF-8; the fields are described in :mod:`gateway.ingest.records`)::
+**JSONL** (one JSON object per line, UTF-8; the fields are described in :mod:`ops.ingest.records`)::
 
     {"subdomain": "alameda.ca", "kind": "agenda", "id": "a1b2", "meeting": "CityCouncil",
      "date": "2024-03-05", "page": 1, "text": "CALL TO ORDER ...", "page_image": "/_agendas/.../1.png"}
@@ -28,8 +28,8 @@ from typing import IO, Any, Protocol
 
 import httpx
 
-from gateway.ingest.checkpoint import Position
-from gateway.ingest.records import BadRow, DocumentType, PageRow, RowDefaults, RowError, parse_row
+from ops.ingest.checkpoint import Position
+from ops.ingest.records import BadRow, DocumentType, PageRow, RowDefaults, RowError, parse_row
 
 # A line holds at most 1 MiB of text, but JSON escapes can make it up to six times longer ("\u00e9").
 MAX_LINE_BYTES = 8 * 1024 * 1024
@@ -173,7 +173,7 @@ def write_corpus_jsonl(path: Path, pages: int, seed: int = 1, *, prefix: str = "
     corpus can be loaded beside the one ``ops corpus`` loaded, and deleted afterwards by its subdomains.
     Returns the number of lines written.
     """
-    from ops import corpus  # lazily: gateway must not import ops when it is imported
+    from ops import corpus  # lazily: only benchmarks write the synthetic corpus as JSONL
 
     plan = corpus.plan(pages, seed)
     written = 0

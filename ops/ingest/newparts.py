@@ -27,8 +27,8 @@ import re
 
 from psycopg import sql
 
-from gateway import partitions
-from gateway.partitions import PAGE_COLUMNS, Conn, Width
+from migrations import partitions
+from migrations.partitions import PAGE_COLUMNS, Conn, Width
 
 PENDING_TAG = "civic-ingest: pending partition of meeting_page"
 _COMMENT_RE = re.compile(re.escape(PENDING_TAG) + r" FROM (\d{4}-\d{2}-\d{2}) TO (\d{4}-\d{2}-\d{2})$")

@@ -24,7 +24,7 @@ import dataclasses
 
 from psycopg import sql
 
-from gateway.partitions import PAGE_COLUMNS, Conn
+from migrations.partitions import PAGE_COLUMNS, Conn
 
 # The stage holds one worker's share of one chunk; ON COMMIT DELETE ROWS empties it after every batch.
 # toast_tuple_target = 8160: a page of text (2.5 kB on average) would otherwise cross the default 2 kB

@@ -1,6 +1,6 @@
 """Archive old ``meeting_page`` partitions: detach, dump, prove the dump restores, and only then drop.
 
-``python -m gateway partitions archive --older-than 2y --to DIR`` runs, for every partition whose whole range
+``python -m ops partitions archive --older-than 2y --to DIR`` runs, for every partition whose whole range
 ends on or before the cutoff, these steps; each must succeed before the next starts, and a failure stops the run
 with the data kept:
 
@@ -97,7 +97,8 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from gateway import partitions
+from migrations import partitions
+from ops.maintenance import partitions as maintenance_partitions
 
 __all__ = [
     "ArchiveError",
@@ -484,7 +485,7 @@ def _detach_locked(conn: Conn, item: ArchiveItem) -> None:
 def _detach_swapping_default(conn: Conn, item: ArchiveItem, progress: ProgressHook) -> None:
     # DEFAULT must be empty, or its rows would be invisible while it is detached; and the current period needs
     # its partition, so ordinary inserts do not need DEFAULT during the window.
-    partitions.drain_default(conn)
+    maintenance_partitions.drain_default(conn)
     partitions.ensure_ahead(conn, 1)
 
     def detach_default() -> None:
@@ -796,7 +797,7 @@ def run_cli(
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    """``python -m gateway partitions archive``: print progress and a summary; exit status 0, 1 or 2."""
+    """``python -m ops partitions archive``: print progress and a summary; exit status 0, 1 or 2."""
 
     def say(text: str, *, error: bool = False) -> None:
         print(text, file=(err or sys.stderr) if error else (out or sys.stdout), flush=True)
