@@ -74,32 +74,15 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    # Benchmarks with a module and options of their own; the search-side ones live in ops.bench.
-    if args.what == "load":
-        from ops import load
+    from ops.bench import cli as bench_cli
 
-        return int(load.main(args.rest))
-    if args.what == "cache":
-        from ops import bench_cache
-
-        return int(bench_cache.main(args.rest))
-    if args.what == "ingest":
-        from ops import bench_ingest
-
-        return int(bench_ingest.main(args.rest))
-    if args.what == "tracing":
-        from ops import bench_tracing
-
-        return int(bench_tracing.main(args.rest))
-    from ops import bench
-
-    return int(bench.main(args.what, args.rest))
+    return int(bench_cli.main(args.what, args.rest))
 
 
 def _cmd_drill(args: argparse.Namespace) -> int:
-    from ops import drills
+    from ops.drills import cli as drills_cli
 
-    return int(drills.main(args.what, args.rest))
+    return int(drills_cli.main(args.what, args.rest))
 
 
 def _with_settings(run: Callable[[argparse.Namespace, Settings], int], args: argparse.Namespace) -> int:

@@ -20,8 +20,8 @@ import psycopg
 import pytest
 
 from gateway.settings import Settings
-from migrations import runner
-from ops import corpus, stack
+from ops import stack
+from ops.common.database import migrate_and_load
 
 TEST_CORPUS_PAGES = 3000
 TEST_NODE_MEMORY_MB = 1024
@@ -44,9 +44,8 @@ def stack_layout() -> Iterator[stack.StackLayout]:
         # A small memory share per node: several throwaway stacks may run on this machine at once.
         layout = stack.up(directory, replicas=2, base_port=_free_base_port(), memory_mb=TEST_NODE_MEMORY_MB)
         admin = layout.bouncer_dsn("node1_session", user="postgres")
-        runner.migrate(admin)
         # A small synthetic corpus under every test (the loader wants empty tables, so it goes first).
-        corpus.load(admin, pages=TEST_CORPUS_PAGES, seed=7, workers=2, progress=False)
+        migrate_and_load(admin, pages=TEST_CORPUS_PAGES, seed=7, workers=2, progress=False)
         yield layout
     finally:
         stack.down(directory)

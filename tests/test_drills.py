@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from ops import drills, load, stack
+from ops import drills, stack
+from ops.common.database import migrate_and_load
 
 pytestmark = pytest.mark.slow
 
@@ -38,7 +39,7 @@ def drill_stack() -> Iterator[tuple[Path, int]]:
     try:
         # A small memory share per node: the suite runs several stacks side by side on one machine.
         layout = stack.up(directory, replicas=2, base_port=base, memory_mb=512)
-        load.prepare_database(layout, pages=PAGES, progress=False, workers=1)
+        migrate_and_load(stack.primary_admin_dsn(layout), pages=PAGES, progress=False, workers=1)
         yield directory, base
     finally:
         found = stack.StackLayout.load(directory)

@@ -26,7 +26,7 @@ from psycopg import sql
 
 from migrations import partitions
 from ops import __main__ as cli
-from ops.maintenance import archive
+from ops.maintenance import archive, archive_dump
 from ops.maintenance.partitions import drain_default
 from ops.stack import StackLayout
 
@@ -350,7 +350,7 @@ def test_archive_happy_path(
     assert manifest["range"] == {"from": f"{year}-01-01", "to": f"{year + 1}-01-01", "to_exclusive": True}
     assert manifest["rows"] == rows and manifest["checksum"] == item.checksum
     assert manifest["dump_file"] == item.dump_path.name
-    assert manifest["dump_sha256"] == archive._sha256(item.dump_path)
+    assert manifest["dump_sha256"] == archive_dump.sha256_of(item.dump_path)
     assert {"detached_at", "dumped_at", "verified_at", "dropped_at"} <= set(manifest["timestamps"])
     assert not list(out.glob("*.partial"))
     # The archive restores into an empty database, generated search vectors included.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
@@ -86,11 +87,11 @@ def test_busy_port_gets_one_clear_line(tmp_path: Path, stack_layout: stack.Stack
 
 
 def test_missing_binary_names_the_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stack.shutil, "which", lambda name: None)
-    monkeypatch.setattr(stack.Path, "exists", lambda self: False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(Path, "exists", lambda self: False)
     with pytest.raises(stack.StackError, match="apt-get install pgbouncer"):
         stack.pgbouncer_bin()
-    monkeypatch.setattr(stack.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(glob, "glob", lambda pattern: [])
     with pytest.raises(stack.StackError, match="apt-get install postgresql"):
         stack.pg_bindir()
 

@@ -11,7 +11,6 @@ Public API::
 
     summary = ingest_jsonl(admin_dsn, ["alameda.jsonl"], workers=2)
     summary = ingest_datasette(admin_dsn, "https://alameda.ca.civic.band", "alameda.ca", since="auto")
-    write_corpus_jsonl(Path("corpus.jsonl"), pages=20_000, seed=1, prefix="bench-")
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ if TYPE_CHECKING:
     from ops.ingest.api import ingest_datasette, ingest_jsonl, latest_date
     from ops.ingest.loader import IngestError, IngestSummary, ensure_municipality, run_ingest
     from ops.ingest.records import BadRow, PageRow
-    from ops.ingest.sources import DatasetteSource, JsonlSource, write_corpus_jsonl
+    from ops.ingest.sources import DatasetteSource, JsonlSource
 
 # Loaded on first use: `python -m ops` builds its parser from ops.ingest.cli for every command, and a command
 # that does not ingest should not pay for importing httpx, tqdm and the loader.
@@ -39,7 +38,6 @@ _EXPORTS = {
     "PageRow": "records",
     "DatasetteSource": "sources",
     "JsonlSource": "sources",
-    "write_corpus_jsonl": "sources",
 }
 
 
@@ -62,5 +60,4 @@ __all__ = [
     "ingest_jsonl",
     "latest_date",
     "run_ingest",
-    "write_corpus_jsonl",
 ]

@@ -16,7 +16,9 @@ from typing import Any
 import httpx
 
 from ops import stack
-from ops.bench import GatewayProcess, ensure_corpus, machine, summary, write_report
+from ops.bench.cases import ensure_corpus
+from ops.bench.report import machine, summary, write_report
+from ops.common.gateway_process import GatewayProcess
 
 WORDS = (
     "council zoning budget hearing variance ordinance cannabis dispensary liquor license permit parcel sewer "
@@ -74,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     hits_ms: list[float] = []
     misses_ms: list[float] = []
     off_ms: list[float] = []
-    with GatewayProcess(on_env, args.port) as on, GatewayProcess(off_env, args.port + 1) as off, \
+    with GatewayProcess(on_env, port=args.port) as on, GatewayProcess(off_env, port=args.port + 1) as off, \
             httpx.Client(timeout=60) as http:
         http.post(f"http://127.0.0.1:{on.port}/graphql", json={"query": "mutation { __typename }"})
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import http.server
-import socket
 import threading
 import time
 from pathlib import Path
@@ -23,8 +22,11 @@ from typing import Any
 import httpx
 
 from ops import stack
-from ops.bench import GatewayProcess, ensure_corpus, machine, summary, write_report
-from ops.bench_cache import QUERY, WORDS
+from ops.bench.cache import QUERY, WORDS
+from ops.bench.cases import ensure_corpus
+from ops.bench.report import machine, summary, write_report
+from ops.common.gateway_process import GatewayProcess
+from ops.common.net import free_port
 
 
 class _Sink(http.server.BaseHTTPRequestHandler):
@@ -42,16 +44,10 @@ class _Sink(http.server.BaseHTTPRequestHandler):
         return None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def run(args: argparse.Namespace) -> int:
     layout = stack.up(Path(args.dir))
     pages = ensure_corpus(layout, args.pages)
-    sink_port = _free_port()
+    sink_port = free_port()
     sink = http.server.ThreadingHTTPServer(("127.0.0.1", sink_port), _Sink)
     threading.Thread(target=sink.serve_forever, daemon=True).start()
     base = {**layout.gateway_env(), "GATEWAY_CACHE_ENABLED": "false", "GATEWAY_SEARCH_LOG_SAMPLE": "0",
@@ -66,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     samples: dict[str, list[float]] = {k: [] for k in configs}
     queries = list(WORDS)
     try:
-        gateways = {name: GatewayProcess(env, args.port + i) for i, (name, env) in enumerate(configs.items())}
+        gateways = {name: GatewayProcess(env, port=args.port + i) for i, (name, env) in enumerate(configs.items())}
         for gw in gateways.values():
             gw.__enter__()
         with httpx.Client(timeout=60) as client:

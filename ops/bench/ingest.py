@@ -19,12 +19,13 @@ from pathlib import Path
 import psycopg
 
 from ops import stack
-from ops.bench import machine, write_report
+from ops.bench.report import machine, write_report
 
 
 def run(args: argparse.Namespace) -> int:
     from migrations import runner
-    from ops.ingest import ingest_jsonl, write_corpus_jsonl
+    from ops.corpus.jsonl import write_corpus_jsonl
+    from ops.ingest import ingest_jsonl
 
     work = Path(tempfile.mkdtemp(prefix="civic-bench-ingest-"))
     work.chmod(0o755)  # the stack inside it runs as the postgres user, who must be able to walk into it
