@@ -29,6 +29,7 @@ from ops import __main__ as cli
 from ops.maintenance import archive, archive_dump
 from ops.maintenance.partitions import drain_default
 from ops.stack import StackLayout
+from tests.helpers import eventually
 
 Conn = psycopg.Connection[Any]
 TOWN = "archive-test.zz"
@@ -181,7 +182,7 @@ class ReaderLoop:
 
     def __enter__(self) -> ReaderLoop:
         self._thread.start()
-        time.sleep(0.1)
+        eventually(lambda: self.latencies or self.errors, timeout_s=10, what="the reader's first query")
         return self
 
     def __exit__(self, *exc: object) -> None:
