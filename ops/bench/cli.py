@@ -56,6 +56,7 @@ def main(what: str, rest: list[str]) -> int:
         "search": bench_search, "partitions": bench_partitions, "relevance": bench_relevance,
         "explain": bench_explain}
     if what not in benches:
-        print(f"unknown benchmark {what!r}; choose from {', '.join(benches)}", file=sys.stderr)
+        choices = [*benches, "cache", "ingest", "tracing", "load"]
+        print(f"unknown benchmark {what!r}; choose from {', '.join(choices)}", file=sys.stderr)
         return 2
     return benches[what](args)
