@@ -1,4 +1,5 @@
-# The two commands: `make run` and `make test`. Both install what is missing first.
+# The commands: `make run`, `make check` (the fast lane: lint, types, import rules and the tests that need no
+# servers) and `make test` (everything). All install what is missing first.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -6,7 +7,7 @@ PY := $(VENV)/bin/python
 STACK_DIR ?= .stack
 DEMO_PAGES ?= 50000
 
-.PHONY: run test setup system-deps node-deps lint typecheck unit stack-up stack-down lock clean
+.PHONY: run check test setup system-deps node-deps lint typecheck unit stack-up stack-down lock clean
 
 setup: system-deps $(VENV)/.installed node-deps
 
@@ -44,6 +45,11 @@ run: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+# Tests that use the PostgreSQL stack, or start servers of their own, are marked `stack` in tests/conftest.py.
+check: lint
+	$(PY) -m pytest -q -m "not stack" $(PYTEST_ARGS)
 
 test: setup lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -1,12 +1,20 @@
-"""``python -m ops``: the local stack, the demo corpus, benchmarks and drills."""
+"""``python -m ops``: everything an operator runs besides the server.
+
+The local stack, the demo corpus, bulk ingest, partition and statistics maintenance, benchmarks and drills.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ops import stack
+
+if TYPE_CHECKING:
+    from gateway.settings import Settings
 
 
 def _cmd_stack(args: argparse.Namespace) -> int:
@@ -66,32 +74,45 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    # Benchmarks with a module and options of their own; the search-side ones live in ops.bench.
-    if args.what == "load":
-        from ops import load
+    from ops.bench import cli as bench_cli
 
-        return int(load.main(args.rest))
-    if args.what == "cache":
-        from ops import bench_cache
-
-        return int(bench_cache.main(args.rest))
-    if args.what == "ingest":
-        from ops import bench_ingest
-
-        return int(bench_ingest.main(args.rest))
-    if args.what == "tracing":
-        from ops import bench_tracing
-
-        return int(bench_tracing.main(args.rest))
-    from ops import bench
-
-    return int(bench.main(args.what, args.rest))
+    return int(bench_cli.main(args.what, args.rest))
 
 
 def _cmd_drill(args: argparse.Namespace) -> int:
-    from ops import drills
+    from ops.drills import cli as drills_cli
 
-    return int(drills.main(args.what, args.rest))
+    return int(drills_cli.main(args.what, args.rest))
+
+
+def _with_settings(run: Callable[[argparse.Namespace, Settings], int], args: argparse.Namespace) -> int:
+    """Commands that work on a configured deployment read the gateway's settings (``GATEWAY_*``)."""
+    from gateway.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return int(run(args, settings))
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from ops.ingest import cli as ingest_cli
+
+    return _with_settings(ingest_cli.run, args)
+
+
+def _cmd_partitions(args: argparse.Namespace) -> int:
+    from ops.maintenance import cli as maintenance_cli
+
+    return _with_settings(maintenance_cli.run_partitions, args)
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from ops.maintenance import cli as maintenance_cli
+
+    return _with_settings(maintenance_cli.run_stats, args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,6 +147,22 @@ def build_parser() -> argparse.ArgumentParser:
     dr.add_argument("what")
     dr.add_argument("rest", nargs=argparse.REMAINDER)
     dr.set_defaults(func=_cmd_drill)
+
+    # argparse only: the loader, httpx and tqdm are imported when a command runs.
+    from ops.ingest import cli as ingest_cli
+    from ops.maintenance import cli as maintenance_cli
+
+    ingest = sub.add_parser("ingest", help="bulk-ingest meeting pages from JSONL files or a civic.band Datasette")
+    ingest_cli.add_arguments(ingest)
+    ingest.set_defaults(func=_cmd_ingest)
+
+    part = sub.add_parser("partitions", help="partition lifecycle of meeting_page")
+    maintenance_cli.add_partitions_arguments(part)
+    part.set_defaults(func=_cmd_partitions)
+
+    stats = sub.add_parser("stats", help="search statistics")
+    maintenance_cli.add_stats_arguments(stats)
+    stats.set_defaults(func=_cmd_stats)
     return parser
 
 

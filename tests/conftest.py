@@ -10,7 +10,6 @@ import os
 import shutil
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,19 +19,23 @@ import psycopg
 import pytest
 
 from gateway.settings import Settings
-from migrations import runner
-from ops import corpus, stack
+from ops import stack
+from ops.common.database import migrate_and_load
+from tests.helpers import eventually, free_base_port, free_port
 
 TEST_CORPUS_PAGES = 3000
 TEST_NODE_MEMORY_MB = 1024
 
 
-def _free_base_port() -> int:
-    for base in range(43000, 49000, 37):
-        ports = [base, base + 1, base + 2, base + 950, base + 1000]
-        if all(stack.port_is_free(p) for p in ports):
-            return base
-    raise RuntimeError("no free port range for the test stack")
+# Fixtures that boot or reach the PostgreSQL stack. A test that uses one of them (directly or through another
+# fixture) is marked `stack`, so `make check` can run everything else in seconds with `-m "not stack"`.
+STACK_FIXTURES = frozenset({"stack_layout", "own_stack", "drill_stack"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if STACK_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.stack)
 
 
 @pytest.fixture(scope="session")
@@ -42,11 +45,10 @@ def stack_layout() -> Iterator[stack.StackLayout]:
     layout = None
     try:
         # A small memory share per node: several throwaway stacks may run on this machine at once.
-        layout = stack.up(directory, replicas=2, base_port=_free_base_port(), memory_mb=TEST_NODE_MEMORY_MB)
+        layout = stack.up(directory, replicas=2, base_port=free_base_port(replicas=2), memory_mb=TEST_NODE_MEMORY_MB)
         admin = layout.bouncer_dsn("node1_session", user="postgres")
-        runner.migrate(admin)
         # A small synthetic corpus under every test (the loader wants empty tables, so it goes first).
-        corpus.load(admin, pages=TEST_CORPUS_PAGES, seed=7, workers=2, progress=False)
+        migrate_and_load(admin, pages=TEST_CORPUS_PAGES, seed=7, workers=2, progress=False)
         yield layout
     finally:
         stack.down(directory)
@@ -102,7 +104,7 @@ class ServedGateway:
 
         from gateway.app import create_app
 
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings, tracer_provider=tracer_provider)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
@@ -111,24 +113,18 @@ class ServedGateway:
 
     def __enter__(self) -> ServedGateway:
         self.thread.start()
-        deadline = time.monotonic() + 30
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the gateway did not start")
-            time.sleep(0.05)
+
+        def started() -> bool:
+            if not self.thread.is_alive():
+                raise RuntimeError("the gateway's server thread ended before it started serving")
+            return bool(self.server.started)
+
+        eventually(started, timeout_s=30, what="the gateway starting")
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""The synthetic corpus generator (ops/corpus.py), without a database: determinism and realism."""
+"""The synthetic corpus generator (ops/corpus/), without a database: determinism and realism."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ops import corpus
+from ops.corpus.loader import _page_line, _shares
 
 PROJECT = Path(__file__).resolve().parent.parent
 WORD_RE = re.compile(r"[^\W\d_]+")
@@ -215,7 +216,7 @@ def test_first_pages_carry_a_header_and_every_page_a_footer(
 
 @pytest.mark.parametrize("workers", [1, 2, 3])
 def test_shares_cover_documents_contiguously_and_evenly(plan: corpus.Plan, workers: int) -> None:
-    shares = corpus._shares(plan.documents, workers)
+    shares = _shares(plan.documents, workers)
     assert len(shares) == workers
     assert shares[0][0] == 0 and shares[-1][1] == len(plan.documents)
     assert all(a[1] == b[0] for a, b in itertools.pairwise(shares))
@@ -226,5 +227,5 @@ def test_shares_cover_documents_contiguously_and_evenly(plan: corpus.Plan, worke
 def test_copy_lines_escape_text() -> None:
     image = "/_agendas/X/2020-01-02/1.png"
     page = corpus.Page("x.ca-1-p1", dt.date(2020, 1, 2), 1, 1, "agenda", 1, "a\\b\tc\nd\re", image)
-    line = corpus._page_line(page)
+    line = _page_line(page)
     assert line == f"x.ca-1-p1\t2020-01-02\t1\t1\tagenda\t1\ta\\\\b\\tc\\nd\\re\t{image}\n"

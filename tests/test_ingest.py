@@ -1,4 +1,4 @@
-"""Bulk ingest (gateway.ingest) against the real test stack, and against a real Datasette subprocess.
+"""Bulk ingest (ops.ingest) against the real test stack, and against a real Datasette subprocess.
 
 The database already holds the session's synthetic corpus and other tests' rows, so every test uses its own
 municipality subdomains (``ingest-*.ca``) and removes its rows afterwards.
@@ -10,11 +10,9 @@ import argparse
 import datetime as dt
 import importlib.util
 import json
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,12 +22,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from gateway import partitions
-from gateway.ingest import BadRow, IngestSummary, cli, ingest_datasette, ingest_jsonl
-from gateway.ingest.newparts import PENDING_TAG
-from gateway.ingest.sources import parse_reply
 from gateway.settings import Settings
+from migrations import partitions
 from ops import stack
+from ops.ingest import BadRow, IngestSummary, cli, ingest_datasette, ingest_jsonl
+from ops.ingest.newparts import PENDING_TAG
+from ops.ingest.sources import parse_reply
+from tests.helpers import eventually, free_port
 
 Conn = psycopg.Connection[tuple[object, ...]]
 
@@ -339,10 +338,6 @@ def test_brand_new_partition_is_loaded_indexed_then_attached(
 # --- Datasette ------------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _datasette_rows(kind: str, count: int, first_day: int) -> list[tuple[object, ...]]:
@@ -376,7 +371,7 @@ def datasette(tmp_path: Path) -> Iterator[tuple[str, Path]]:
                 f"INSERT INTO {table} VALUES (?, ?, ?, ?, ?, ?)", _datasette_rows(kind, count, 1)
             )
     lite.close()
-    port = _free_port()
+    port = free_port()
     log = (tmp_path / "datasette.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "datasette", "serve", str(db), "-p", str(port), "-h", "127.0.0.1"],
@@ -385,16 +380,16 @@ def datasette(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def serving() -> bool:
+            if proc.poll() is not None:
+                raise RuntimeError(f"datasette exited: {(tmp_path / 'datasette.log').read_text()}")
             try:
-                if httpx.get(f"{url}/-/versions.json", timeout=1).status_code == 200:
-                    break
+                return httpx.get(f"{url}/-/versions.json", timeout=1).status_code == 200
             except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"datasette did not start: {(tmp_path / 'datasette.log').read_text()}")
-            time.sleep(0.1)
+                return False
+
+        eventually(serving, timeout_s=30, interval_s=0.1, what="datasette serving")
         yield url, db
     finally:
         proc.terminate()

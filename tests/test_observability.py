@@ -7,11 +7,9 @@ import json
 import logging
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -29,6 +27,7 @@ from gateway import metrics as gateway_metrics
 from gateway.telemetry import build_tracer_provider, exporters_from_env
 from ops import stack
 from tests.conftest import ServedGateway, gateway_settings, gql
+from tests.helpers import eventually, free_port
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
@@ -58,12 +57,12 @@ def test_one_search_from_trace_to_sql_span_to_its_queryid_on_metrics(
     with httpx.Client(base_url=gw.url, timeout=30) as http:
         body = gql(http, QUERY, headers={"traceparent": TRACEPARENT})
         assert body["extensions"]["traceId"] == TRACE_ID  # the client's trace is continued
-        # The server span ends just after the response is sent: give it a moment to reach the exporter.
-        deadline = time.monotonic() + 5
-        spans = _spans(exporter, TRACE_ID)
-        while not any(s.name == "POST /graphql" for s in spans) and time.monotonic() < deadline:
-            time.sleep(0.05)
-            spans = _spans(exporter, TRACE_ID)
+        # The server span ends just after the response is sent: wait for it to reach the exporter.
+        spans = eventually(
+            lambda: (found := _spans(exporter, TRACE_ID)) and any(s.name == "POST /graphql" for s in found) and found,
+            timeout_s=5,
+            what="the server span reaching the exporter",
+        )
         names = {s.name for s in spans}
         assert {
             "POST /graphql",
@@ -92,20 +91,18 @@ def test_one_search_from_trace_to_sql_span_to_its_queryid_on_metrics(
         # The SQL span's queryid is the one pg_stat_statements reports for the node that ran it.
         for _ in range(3):
             gql(http, QUERY)
-        deadline = time.monotonic() + 20
         pattern = re.compile(
             r'civic_pgss_calls_total\{node="(\w+)",queryid="'
             + queryid
             + r'",role="(\w+)",statement="search"\} (\d+)'
         )
-        found = None
-        while time.monotonic() < deadline and not found:
+
+        def sampled() -> re.Match[str] | None:
             for _ in range(2):
                 gql(http, QUERY)
-            text = http.get("/metrics").text
-            found = pattern.search(text)
-            time.sleep(0.5)
-        assert found, f"queryid {queryid} never appeared on /metrics"
+            return pattern.search(http.get("/metrics").text)
+
+        found = eventually(sampled, timeout_s=20, interval_s=0.5, what=f"queryid {queryid} on /metrics")
         assert int(found.group(3)) >= 1
 
 
@@ -232,17 +229,13 @@ def _span_names(requests: list[trace_service_pb2.ExportTraceServiceRequest]) -> 
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.parametrize("protocol", ["http/protobuf", "grpc"])
 def test_otlp_export_reaches_a_receiver(
     stack_layout: stack.StackLayout, monkeypatch: pytest.MonkeyPatch, protocol: str
 ) -> None:
-    port = _free_port()
+    port = free_port()
     if protocol == "grpc":
         import grpc
 
@@ -278,9 +271,7 @@ def test_otlp_export_reaches_a_receiver(
         ):
             gql(c, QUERY, headers={"traceparent": TRACEPARENT})
         provider.force_flush()
-        deadline = time.monotonic() + 10
-        while not received and time.monotonic() < deadline:
-            time.sleep(0.1)
+        eventually(lambda: received, timeout_s=10, interval_s=0.1, what="the collector receiving spans")
         names = _span_names(received)
         assert "SQL search" in names and "GraphQL Query: FindZoning" in names
         assert "%(q)s" in names["SQL search"]["db.statement"]
@@ -301,7 +292,7 @@ def test_real_prometheus_scrapes_metrics(traced: tuple[ServedGateway, InMemorySp
     gw, _ = traced
     with httpx.Client(base_url=gw.url, timeout=30) as c:
         gql(c, QUERY)
-    port = _free_port()
+    port = free_port()
     work = Path(tempfile.mkdtemp(prefix="civic-prom-"))
     target = gw.url.removeprefix("http://")
     (work / "prometheus.yml").write_text(
@@ -319,19 +310,19 @@ def test_real_prometheus_scrapes_metrics(traced: tuple[ServedGateway, InMemorySp
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 40
-        result: list[Any] = []
-        while time.monotonic() < deadline and not result:
-            time.sleep(1)
+
+        def stored() -> list[Any]:
             try:
                 resp = httpx.get(
                     f"http://127.0.0.1:{port}/api/v1/query",
                     params={"query": 'civic_graphql_requests_total{operation="FindZoning"}'},
                 )
-                result = resp.json()["data"]["result"]
+                result: list[Any] = resp.json()["data"]["result"]
             except (httpx.HTTPError, KeyError, ValueError):
-                continue
-        assert result, "Prometheus never stored a scraped civic_graphql_requests_total sample"
+                return []
+            return result
+
+        eventually(stored, timeout_s=40, interval_s=1, what="Prometheus storing a scraped sample")
         up = httpx.get(f"http://127.0.0.1:{port}/api/v1/query", params={"query": 'up{job="civic"}'}).json()
         assert up["data"]["result"][0]["value"][1] == "1"
     finally:

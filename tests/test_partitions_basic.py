@@ -6,7 +6,8 @@ import datetime as dt
 
 import psycopg
 
-from gateway import partitions
+from migrations import partitions
+from ops.maintenance.partitions import drain_default
 
 
 def _insert_page(conn: psycopg.Connection[tuple[object, ...]], page_id: str, day: dt.date) -> str:
@@ -35,7 +36,7 @@ def test_rows_land_in_their_partition_and_default_catches_the_rest(
     # 1901 has no partition: the insert succeeds into DEFAULT...
     assert _insert_page(admin_conn, "p-1901", dt.date(1901, 3, 4)) == "meeting_page_default"
     # ...and draining DEFAULT later moves the row into a partition of its own period, atomically.
-    created = partitions.drain_default(admin_conn)
+    created = drain_default(admin_conn)
     assert "meeting_page_y1901" in created
     row = admin_conn.execute(
         "SELECT tableoid::regclass::text, search_vector::text FROM meeting_page WHERE id = 'p-1901'"

@@ -24,9 +24,12 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from gateway import __main__ as cli
-from gateway import archive, partitions
+from migrations import partitions
+from ops import __main__ as cli
+from ops.maintenance import archive, archive_dump
+from ops.maintenance.partitions import drain_default
 from ops.stack import StackLayout
+from tests.helpers import eventually
 
 Conn = psycopg.Connection[Any]
 TOWN = "archive-test.zz"
@@ -179,7 +182,7 @@ class ReaderLoop:
 
     def __enter__(self) -> ReaderLoop:
         self._thread.start()
-        time.sleep(0.1)
+        eventually(lambda: self.latencies or self.errors, timeout_s=10, what="the reader's first query")
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -290,7 +293,7 @@ def test_rows_in_default_get_their_own_partition_which_becomes_archivable(
     assert _relation(admin_conn, name) is None
     _seed(admin_conn, 1953, 40, make_partitions=False)
     assert _count(admin_conn, "meeting_page_default") >= 40  # no partition: the rows landed in DEFAULT
-    assert name in partitions.drain_default(admin_conn)
+    assert name in drain_default(admin_conn)
     assert admin_conn.execute(
         "SELECT count(*) FROM meeting_page_default WHERE meeting_date >= '1953-01-01' AND meeting_date < '1954-01-01'"
     ).fetchone() == (0,)
@@ -348,7 +351,7 @@ def test_archive_happy_path(
     assert manifest["range"] == {"from": f"{year}-01-01", "to": f"{year + 1}-01-01", "to_exclusive": True}
     assert manifest["rows"] == rows and manifest["checksum"] == item.checksum
     assert manifest["dump_file"] == item.dump_path.name
-    assert manifest["dump_sha256"] == archive._sha256(item.dump_path)
+    assert manifest["dump_sha256"] == archive_dump.sha256_of(item.dump_path)
     assert {"detached_at", "dumped_at", "verified_at", "dropped_at"} <= set(manifest["timestamps"])
     assert not list(out.glob("*.partial"))
     # The archive restores into an empty database, generated search vectors included.

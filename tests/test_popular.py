@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from typing import Any
 
 import httpx
@@ -13,6 +12,7 @@ import psycopg
 
 from ops import stack
 from tests.conftest import ServedGateway, gateway_settings, gql
+from tests.helpers import eventually
 
 
 def test_sampled_searches_become_popular_searches(
@@ -23,20 +23,19 @@ def test_sampled_searches_become_popular_searches(
         for _ in range(3):
             gql(http, '{ search(query: "Rezoning   MAIN street") { edges { cursor } } }')
         gql(http, '{ search(query: "budget hearing") { edges { cursor } } }')
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
+
+        def logged() -> tuple[object, ...] | None:
             # Wait for both queries: the log is flushed in batches, which may split them.
             row = admin_conn.execute(
                 "SELECT count(*) FILTER (WHERE query = 'rezoning main street'),"
                 " count(*) FILTER (WHERE query = 'budget hearing') FROM search_log"
             ).fetchone()
-            if row and row[0] >= 3 and row[1] >= 1:
-                break
-            time.sleep(0.3)
-        assert row == (3, 1)
+            return row if row and int(str(row[0])) >= 3 and int(str(row[1])) >= 1 else None
+
+        assert eventually(logged, timeout_s=15, interval_s=0.3, what="both searches logged") == (3, 1)
         env = {**os.environ, **stack_layout.gateway_env()}
         out = subprocess.run(
-            [sys.executable, "-m", "gateway", "stats", "refresh"],
+            [sys.executable, "-m", "ops", "stats", "refresh"],
             env=env,
             capture_output=True,
             text=True,

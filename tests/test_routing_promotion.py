@@ -11,7 +11,6 @@ import asyncio
 import logging
 import shutil
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,23 +20,18 @@ import pytest
 
 from ops import stack
 from routing import NoPrimaryError, RequestRouting, Router
+from tests.helpers import eventually_async, free_base_port
 
 pytestmark = pytest.mark.slow
 
 
-def _free_base_port() -> int:
-    # Away from the session stack's range (43000-49000) and from the dev stack's default (55432).
-    for base in range(50000, 54000, 41):
-        if all(stack.port_is_free(p) for p in (base, base + 1, base + 950, base + 1000)):
-            return base
-    raise RuntimeError("no free port range for the promotion stack")
 
 
 @pytest.fixture()
 def own_stack() -> Iterator[stack.StackLayout]:
     directory = Path(tempfile.mkdtemp(prefix="civic-routing-promotion-"))
     try:
-        yield stack.up(directory, replicas=1, base_port=_free_base_port())
+        yield stack.up(directory, replicas=1, base_port=free_base_port(replicas=1))
     finally:
         stack.destroy(directory)
         shutil.rmtree(directory, ignore_errors=True)
@@ -50,12 +44,6 @@ async def _served_by(conn: psycopg.AsyncConnection[Any]) -> str:
     return str(row[0])
 
 
-async def _within(seconds: float, check: Any, what: str) -> float:
-    started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < seconds, f"{what} not within {seconds} s"
-        await asyncio.sleep(0.05)
-    return time.monotonic() - started
 
 
 async def test_promotion_is_followed_and_the_old_primary_refused(
@@ -69,13 +57,13 @@ async def test_promotion_is_followed_and_the_old_primary_refused(
         assert (await router.write(_served_by))[0] == "node1"
 
         await asyncio.to_thread(stack.stop_node, layout, "node1", mode="immediate")
-        await _within(3, lambda: router.primary is None, "losing the crashed primary")
+        await eventually_async(lambda: router.primary is None, timeout_s=3, what="losing the crashed primary")
         with pytest.raises(NoPrimaryError):
             await router.write(_served_by)
 
         with psycopg.connect(layout.direct_dsn("node2"), autocommit=True) as conn:
             conn.execute("SELECT pg_promote(wait => true)")
-        await _within(3, lambda: router.primary == "node2", "following the promotion")
+        await eventually_async(lambda: router.primary == "node2", timeout_s=3, what="following the promotion")
         request = RequestRouting()
         served, lsn = await router.write(_served_by, request)
         assert served == "node2" and lsn > 0
@@ -86,7 +74,7 @@ async def test_promotion_is_followed_and_the_old_primary_refused(
 
         caplog.clear()
         await asyncio.to_thread(stack.start_node, layout, "node1")  # back as a primary on timeline 1
-        await _within(5, lambda: router.events.writes_refused_split_brain >= 1, "refusing the old primary")
+        await eventually_async(lambda: router.events.writes_refused_split_brain >= 1, timeout_s=5, what="refusing the old primary")
         old = next(s for s in router.nodes() if s.name == "node1")
         assert old.role == "primary" and not old.healthy and "split brain" in (old.ejected_reason or "")
         assert router.primary == "node2"

@@ -26,6 +26,7 @@ from routing import (
     encode_token,
 )
 from tests.faultproxy import FaultProxy
+from tests.helpers import eventually, eventually_async
 
 Conn = psycopg.AsyncConnection[Any]
 
@@ -66,12 +67,6 @@ def node_dsns(layout: stack.StackLayout) -> dict[str, str]:
     return {name: layout.bouncer_dsn(name) for name in layout.node_names}
 
 
-async def eventually(check: Callable[[], bool], *, within: float, what: str) -> float:
-    started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < within, f"{what} did not happen within {within} s"
-        await asyncio.sleep(0.02)
-    return time.monotonic() - started
 
 
 @pytest.fixture()
@@ -99,13 +94,12 @@ def _replicas(layout: stack.StackLayout) -> list[str]:
 def _wait_replayed(layout: stack.StackLayout, lsn: int) -> None:
     for name in _replicas(layout):
         with psycopg.connect(layout.direct_dsn(name), autocommit=True) as conn:
-            deadline = time.monotonic() + 10
-            while True:
+
+            def replayed(conn: psycopg.Connection[tuple[object, ...]] = conn) -> bool:
                 row = conn.execute("SELECT pg_last_wal_replay_lsn() - '0/0'::pg_lsn").fetchone()
-                if row is not None and int(row[0]) >= lsn:
-                    break
-                assert time.monotonic() < deadline, f"{name} did not replay {lsn}"
-                time.sleep(0.02)
+                return row is not None and int(str(row[0])) >= lsn
+
+            eventually(replayed, timeout_s=10, interval_s=0.02, what=f"{name} replaying {lsn}")
 
 
 def _set_replay(layout: stack.StackLayout, name: str, *, paused: bool) -> None:
@@ -198,7 +192,7 @@ async def test_cancelled_read_returns_its_connection(stack_layout: stack.StackLa
             await conn.execute("SELECT pg_sleep(5)")
 
         task = asyncio.create_task(router.read(sleepy))
-        await eventually(lambda: router.nodes()[0].in_flight == 1, within=2, what="the read starting")
+        await eventually_async(lambda: router.nodes()[0].in_flight == 1, timeout_s=2, what="the read starting")
         await asyncio.sleep(0.1)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
@@ -288,7 +282,7 @@ async def test_read_is_retried_when_its_node_dies_mid_query(proxied: tuple[Route
 
     request = RequestRouting()
     read = asyncio.create_task(router.read(slow, request))
-    await asyncio.sleep(0.2)
+    await eventually_async(lambda: ports, timeout_s=5, what="the first attempt connecting")
     assert ports == [proxy.port], "the first attempt should have gone to node2, through the proxy"
     proxy.kill_connections()
     assert await read == "node3"
@@ -305,12 +299,12 @@ async def test_node_ejected_while_unreachable_and_readmitted(proxied: tuple[Rout
         return next(s for s in router.nodes() if s.name == "node2")
 
     await proxy.stop()
-    await eventually(lambda: not node2().healthy, within=3, what="ejecting node2")
+    await eventually_async(lambda: not node2().healthy, timeout_s=3, what="ejecting node2")
     assert node2().ejected_reason and router.events.ejections == 1
     assert {await router.read(cluster_name) for _ in range(4)} == {"node3"}
 
     await proxy.start()
-    await eventually(lambda: node2().healthy, within=3, what="readmitting node2")
+    await eventually_async(lambda: node2().healthy, timeout_s=3, what="readmitting node2")
     assert router.events.readmissions == 1
     served = {await router.read(cluster_name) for _ in range(4)}
     assert served == {"node2", "node3"}

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from ops import stack
+from tests.helpers import eventually, free_base_port
 
 
 def test_one_primary_two_streaming_replicas(stack_layout: stack.StackLayout) -> None:
@@ -39,19 +40,16 @@ def test_row_committed_on_primary_appears_on_both_replicas_through_pgbouncer(
         conn.execute("SET LOCAL statement_timeout = '1s'")  # harmless outside a transaction block
     admin_conn.execute("INSERT INTO replication_probe VALUES (%s)", [marker])
     for replica in ("node2", "node3"):
-        deadline = time.monotonic() + 10
         with psycopg.connect(
             stack_layout.bouncer_dsn(replica), autocommit=True, prepare_threshold=None
         ) as conn:
             assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
-            while True:
-                found = conn.execute(
-                    "SELECT count(*) FROM replication_probe WHERE v = %s", [marker]
-                ).fetchone()
-                if found == (1,):
-                    break
-                assert time.monotonic() < deadline, f"{replica} did not receive the row within 10 s"
-                time.sleep(0.05)
+
+            def received(conn: psycopg.Connection[tuple[object, ...]] = conn) -> bool:
+                row = conn.execute("SELECT count(*) FROM replication_probe WHERE v = %s", [marker]).fetchone()
+                return row == (1,)
+
+            eventually(received, timeout_s=10, what=f"{replica} receiving the row")
 
 
 def test_gateway_role_carries_statement_timeout(stack_layout: stack.StackLayout) -> None:
@@ -86,11 +84,11 @@ def test_busy_port_gets_one_clear_line(tmp_path: Path, stack_layout: stack.Stack
 
 
 def test_missing_binary_names_the_debian_package(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stack.shutil, "which", lambda name: None)
-    monkeypatch.setattr(stack.Path, "exists", lambda self: False)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(Path, "exists", lambda self: False)
     with pytest.raises(stack.StackError, match="apt-get install pgbouncer"):
         stack.pgbouncer_bin()
-    monkeypatch.setattr(stack.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(glob, "glob", lambda pattern: [])
     with pytest.raises(stack.StackError, match="apt-get install postgresql"):
         stack.pg_bindir()
 
@@ -101,5 +99,5 @@ def test_data_folder_owned_by_someone_else(tmp_path: Path) -> None:
     foreign.mkdir()
     os.chown(foreign, 65534, 65534)  # nobody
     with pytest.raises(stack.StackError, match="belongs to") as err:
-        stack.up(foreign, replicas=1, base_port=47100)
+        stack.up(foreign, replicas=1, base_port=free_base_port(replicas=1))
     assert "--dir" in str(err.value)

@@ -3,7 +3,7 @@
 # empty, it clones the primary with pg_basebackup -R -C -S "$REPLICATION_SLOT" (standby.signal plus
 # primary_conninfo/primary_slot_name in postgresql.auto.conf), then hands over to the image's own
 # docker-entrypoint.sh, which sees an existing cluster, skips initdb and runs "$@" (postgres -c ...) as postgres.
-# This mirrors clone_replica() in ops/stack.py, including dropping an inactive slot left by an earlier clone.
+# This mirrors clone_replica() in ops/stack/nodes.py, including dropping an inactive slot left by an earlier clone.
 set -euo pipefail
 
 : "${PRIMARY_HOST:?PRIMARY_HOST must be set}"

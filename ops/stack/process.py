@@ -1,0 +1,105 @@
+"""Running servers as the ``postgres`` user, and starting and stopping them by pid file.
+
+PostgreSQL refuses to run as root, and developers and CI are root: when we are root every server runs as the
+``postgres`` system user (via ``runuser``) and the data folder belongs to that user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from ops.stack.layout import SERVER_USER, StackError
+
+
+def _is_root() -> bool:
+    return os.geteuid() == 0
+
+
+def as_server_user(cmd: Sequence[str]) -> list[str]:
+    if _is_root():
+        return ["runuser", "-u", SERVER_USER, "--", *cmd]
+    return list(cmd)
+
+
+def run_command(cmd: Sequence[str], *, what: str, timeout: float = 120.0) -> str:
+    proc = subprocess.run(
+        as_server_user(cmd), capture_output=True, text=True, timeout=timeout, check=False, cwd="/"
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise StackError(f"{what} failed: {' | '.join(tail)}")
+    return proc.stdout
+
+
+def server_uid_gid() -> tuple[int, int]:
+    if not _is_root():
+        return os.geteuid(), os.getegid()
+    try:
+        entry = pwd.getpwnam(SERVER_USER)
+    except KeyError:
+        raise StackError(
+            "no 'postgres' system user: install PostgreSQL with 'apt-get install postgresql'"
+        ) from None
+    return entry.pw_uid, entry.pw_gid
+
+
+def prepare_dir(directory: Path) -> None:
+    """Create the data folder for the server user, or explain why it cannot be used."""
+    uid, gid = server_uid_gid()
+    if directory.exists():
+        owner = directory.stat().st_uid
+        if owner not in (uid, os.geteuid()):
+            name = pwd.getpwuid(owner).pw_name if owner >= 0 else str(owner)
+            raise StackError(
+                f"data folder {directory} belongs to '{name}': remove it, 'chown -R {SERVER_USER} {directory}', "
+                "or pass --dir with another folder"
+            )
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "run").mkdir(exist_ok=True)
+    for path in [directory, directory / "run"]:
+        os.chown(path, uid, gid)
+        path.chmod(0o700)
+    # The server user must be able to walk down to the folder; say so once instead of failing in initdb.
+    for parent in directory.resolve().parents:
+        mode = parent.stat().st_mode
+        if _is_root() and not mode & 0o001 and parent.stat().st_uid != uid:
+            raise StackError(
+                f"{parent} is not searchable by '{SERVER_USER}': 'chmod o+x {parent}' or pass --dir under /tmp"
+            )
+
+
+def pid_alive(pidfile: Path) -> bool:
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_pidfile(pidfile: Path, *, timeout: float = 10.0) -> None:
+    if not pid_alive(pidfile):
+        return
+    pid = int(pidfile.read_text().strip())
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, 15)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, 9)
