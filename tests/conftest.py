@@ -32,6 +32,17 @@ TEST_NODE_MEMORY_MB = 1024
 STACK_FIXTURES = frozenset({"stack_layout", "own_stack", "drill_stack"})
 
 
+#: Warnings of the CPU regression gate (a figure past 1.2x its baseline), printed at the end of the run.
+CPU_WARNINGS: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if CPU_WARNINGS:
+        terminalreporter.section("CPU per request: warnings")
+        for line in CPU_WARNINGS:
+            terminalreporter.write_line(f"WARNING {line}")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if STACK_FIXTURES.intersection(getattr(item, "fixturenames", ())):

@@ -29,6 +29,10 @@ def main(what: str, rest: list[str]) -> int:
         from ops.bench import ingest
 
         return int(ingest.main(rest))
+    if what == "serving":
+        from ops.bench import serving
+
+        return int(serving.main(rest))
     if what == "tracing":
         from ops.bench import tracing
 
@@ -56,7 +60,7 @@ def main(what: str, rest: list[str]) -> int:
         "search": bench_search, "partitions": bench_partitions, "relevance": bench_relevance,
         "explain": bench_explain}
     if what not in benches:
-        choices = [*benches, "cache", "ingest", "tracing", "load"]
+        choices = [*benches, "cache", "ingest", "tracing", "load", "serving"]
         print(f"unknown benchmark {what!r}; choose from {', '.join(choices)}", file=sys.stderr)
         return 2
     return benches[what](args)

@@ -32,9 +32,16 @@ class GatewayProcess:
     """
 
     def __init__(
-        self, env: dict[str, str], *, port: int, log_path: Path | None = None, ready_timeout_s: float = 60.0
+        self,
+        env: dict[str, str],
+        *,
+        port: int,
+        log_path: Path | None = None,
+        ready_timeout_s: float = 60.0,
+        workers: int = 1,
     ) -> None:
         self.env = {**os.environ, **env}
+        self.workers = workers
         self.port = port
         self.url = f"http://{LOOPBACK}:{port}"
         self.ready_timeout_s = ready_timeout_s
@@ -50,7 +57,10 @@ class GatewayProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "serve", "--host", LOOPBACK, "--port", str(self.port)],
+            [
+                sys.executable, "-m", "gateway", "serve", "--host", LOOPBACK, "--port", str(self.port),
+                "--workers", str(self.workers),
+            ],
             env=self.env,
             cwd=PROJECT_DIR,
             stdout=subprocess.DEVNULL,
@@ -62,6 +72,12 @@ class GatewayProcess:
             self.__exit__(type(exc), exc, None)
             raise
         return self
+
+    @property
+    def pid(self) -> int:
+        """The serving process (with several workers, their supervisor)."""
+        assert self._proc is not None, "the gateway is not running"
+        return self._proc.pid
 
     def _wait_ready(self) -> None:
         assert self._proc is not None

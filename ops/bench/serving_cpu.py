@@ -15,10 +15,7 @@ import contextlib
 import dataclasses
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -26,6 +23,9 @@ from typing import Any
 
 import httpx
 from graphql import build_schema, execute, parse
+
+from ops.common.gateway_process import GatewayProcess
+from ops.common.net import free_port
 
 SEARCH_20 = """query Search20($q: String!, $to: Date) {
   search(query: $q, first: 20, filter: {dateTo: $to}) {
@@ -132,48 +132,19 @@ def tree_cpu_s(root_pid: int) -> float:
     return total
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclasses.dataclass
 class ServedProcess:
-    """A gateway serving in a subprocess (``python -m gateway serve``)."""
+    """A gateway serving in a subprocess: its process id (the root of its tree) and URL."""
 
     pid: int
     url: str
 
 
 @contextlib.contextmanager
-def served_gateway(env: Mapping[str, str], *, workers: int = 1, timeout_s: float = 60.0) -> Iterator[ServedProcess]:
-    """Start ``python -m gateway serve`` with ``env`` on a free port; stop it (SIGTERM) afterwards."""
-    port = free_port()
-    full_env = {**os.environ, **env}
-    cmd = [sys.executable, "-m", "gateway", "serve", "--port", str(port), "--workers", str(workers)]
-    proc = subprocess.Popen(cmd, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                raise RuntimeError(f"the gateway exited with {proc.returncode}: {err[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("the gateway did not become ready")
-            time.sleep(0.1)
-        yield ServedProcess(pid=proc.pid, url=url)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def served_gateway(env: Mapping[str, str], *, workers: int = 1) -> Iterator[ServedProcess]:
+    """``python -m gateway serve`` with ``env`` on a free port, stopped (SIGTERM) afterwards."""
+    with GatewayProcess(dict(env), port=free_port(), workers=workers) as proc:
+        yield ServedProcess(pid=proc.pid, url=proc.url)
 
 
 @dataclasses.dataclass(frozen=True)
