@@ -40,7 +40,7 @@ from gateway.response_cache import ResponseCache, StoredResponse
 from gateway.search_log import SearchLog
 from gateway.settings import Settings
 from gateway.web import PAGE_HEADERS, graphiql_html
-from routing import RequestRouting, Router, decode_token
+from routing import RequestRouting, Router, TokenCodec
 from schema.context import Context
 from schema.cursors import CursorCodec
 from schema.errors import BAD_USER_INPUT, INTERNAL, client_code
@@ -59,7 +59,7 @@ class HeaderError(ValueError):
     """A request header the gateway reads is malformed; answered as BAD_USER_INPUT."""
 
 
-def request_routing(headers: Headers, *, default_staleness_ms: int) -> RequestRouting:
+def request_routing(headers: Headers, *, default_staleness_ms: int, tokens: TokenCodec) -> RequestRouting:
     """Read X-Max-Staleness-Ms and X-Consistency-Token; a malformed value is an error, never ignored."""
     staleness = default_staleness_ms
     raw = headers.get(MAX_STALENESS_HEADER)
@@ -72,7 +72,7 @@ def request_routing(headers: Headers, *, default_staleness_ms: int) -> RequestRo
     token = headers.get(CONSISTENCY_HEADER)
     if token is not None and token.strip():
         try:
-            min_lsn = decode_token(token.strip())
+            min_lsn = tokens.decode(token.strip())
         except ValueError:
             raise HeaderError("X-Consistency-Token is not a token this gateway issued") from None
     return RequestRouting(max_staleness_ms=staleness, min_lsn=min_lsn)
@@ -180,6 +180,7 @@ class GraphQLEndpoint:
         self._search_log = search_log
         self._tokens = TokenStore.parse(settings.write_tokens)
         self._codec = CursorCodec(settings.cursor_key)
+        self._token_codec = TokenCodec(settings.token_key)
         self._max_body = settings.max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -251,7 +252,9 @@ class GraphQLEndpoint:
         else:
             req = from_get(scope.get("query_string", b""))
         try:
-            routing = request_routing(headers, default_staleness_ms=self._settings.max_staleness_ms)
+            routing = request_routing(
+                headers, default_staleness_ms=self._settings.max_staleness_ms, tokens=self._token_codec
+            )
         except HeaderError as exc:
             raise RequestError(str(exc)) from None
 
@@ -366,6 +369,7 @@ class GraphQLEndpoint:
     def _context(self, req: GraphQLRequest, routing: RequestRouting, headers: Headers) -> Context:
         ctx = Context(router=self._router(), routing=routing, codec=self._codec)
         ctx.viewer = self._tokens.viewer(headers.get("authorization"))
+        ctx.tokens = self._token_codec
         ctx.cache = self._cache
         ctx.after_write = self._after_write
         ctx.tracer = self._tracer

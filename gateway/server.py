@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import secrets
 import shutil
 import tempfile
 from pathlib import Path
@@ -55,6 +56,10 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     os.environ["GATEWAY_POOL_MAX_SIZE"] = str(pool_size_per_worker(settings, count))
     os.environ["GATEWAY_POOL_MIN_SIZE"] = str(min(settings.pool_min_size, pool_size_per_worker(settings, count)))
     os.environ[LOCK_DIR_ENV] = str(run_dir)
+    if not settings.cursor_secret:
+        # Every worker must sign and check cursors and tokens with one key, or a cursor from one worker
+        # would be refused by the next: without a configured secret, one is made here for this run.
+        os.environ["GATEWAY_CURSOR_SECRET"] = secrets.token_urlsafe(32)
     if count > 1:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(run_dir)
     try:

@@ -141,6 +141,11 @@ class Settings(BaseSettings):
         return parse_nodes(self.admin_nodes)
 
     @property
+    def token_key(self) -> bytes:
+        """The key that signs consistency tokens, derived from the cursor secret (a separate purpose)."""
+        return hashlib.sha256(b"consistency-token\x00" + self.cursor_key).digest()
+
+    @property
     def cursor_key(self) -> bytes:
         return hashlib.sha256(self.cursor_secret.encode()).digest() if self.cursor_secret else _PROCESS_KEY
 

@@ -20,7 +20,7 @@ from routing.errors import (
 from routing.events import RouterEvents
 from routing.retry import RetryPolicy
 from routing.router import Router
-from routing.tokens import decode_token, encode_token
+from routing.tokens import TokenCodec, decode_token, encode_token
 from routing.types import NodeState, ReadFn, RequestRouting, RouteInfo, T
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "RouterEvents",
     "RoutingError",
     "T",
+    "TokenCodec",
     "UnavailableError",
     "decode_token",
     "encode_token",

@@ -28,6 +28,8 @@ class RouterEvents:
     reads_primary: int = 0
     reads_fallback: int = 0
     waited: int = 0
+    #: Reads that did not wait for a token's position because too many reads were waiting already.
+    wait_skipped: int = 0
     retries: int = 0
     writes: int = 0
     writes_refused_split_brain: int = 0

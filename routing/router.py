@@ -61,6 +61,7 @@ class Router:
         health_interval: float = 1.0,
         max_staleness_ms: int = 5000,
         consistency_wait_ms: int = 500,
+        max_consistency_waiters: int = 32,
         primary_fallback: bool = True,
     ) -> None:
         if not nodes:
@@ -69,6 +70,10 @@ class Router:
             raise ValueError("max_staleness_ms and consistency_wait_ms must be >= 0")
         self._max_staleness_ms = max_staleness_ms
         self._consistency_wait_ms = consistency_wait_ms
+        # Reads waiting for a replica to replay a token's position hold a request each: past this many at once,
+        # a read goes straight to the primary instead of joining the wait.
+        self._max_consistency_waiters = max_consistency_waiters
+        self._consistency_waiters = 0
         self._primary_fallback = primary_fallback
         self._events = RouterEvents()
         self._pools = {
@@ -230,28 +235,39 @@ class Router:
         waited_ms = 0.0
         behind: list[str] = []
         if (choice is None or choice.node.role != "replica") and self._consistency_wait_ms:
-            behind = laggards(self._candidates()[0], max_staleness_ms=staleness_ms, min_lsn=min_lsn)
-        if behind:
-            started = time.monotonic()
-            deadline = started + self._consistency_wait_ms / 1000.0
-            while behind:
-                # Ask the laggards directly: the monitor's view can be a whole poll interval old.
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                        await asyncio.gather(*(self._monitor.refresh_replay(n) for n in behind))
-                choice = self._choose(staleness_ms, min_lsn)
-                remaining = deadline - time.monotonic()
-                if (choice is not None and choice.node.role == "replica") or remaining <= 0:
-                    break
-                await asyncio.sleep(min(RetryPolicy.consistency_step_s, remaining))
+            if self._consistency_waiters < self._max_consistency_waiters:
                 behind = laggards(self._candidates()[0], max_staleness_ms=staleness_ms, min_lsn=min_lsn)
             else:
-                choice = self._choose(staleness_ms, min_lsn)  # the laggards became unfit while we waited
+                self._events.wait_skipped += 1
+        if behind:
+            self._consistency_waiters += 1
+            started = time.monotonic()
+            try:
+                choice = await self._wait_for_replay(behind, staleness_ms, min_lsn, started)
+            finally:  # a cancelled request leaves the count too
+                self._consistency_waiters -= 1
             waited_ms = (time.monotonic() - started) * 1000.0
             self._events.waited += 1
         if choice is None:
             raise UnavailableError(self._why_no_reader(staleness_ms, min_lsn)) from None
         return choice, waited_ms
+
+    async def _wait_for_replay(
+        self, behind: list[str], staleness_ms: int, min_lsn: int | None, started: float
+    ) -> ReadChoice | None:
+        deadline = started + self._consistency_wait_ms / 1000.0
+        while behind:
+            # Ask the laggards directly: the monitor's view can be a whole poll interval old.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    await asyncio.gather(*(self._monitor.refresh_replay(n) for n in behind))
+            choice = self._choose(staleness_ms, min_lsn)
+            remaining = deadline - time.monotonic()
+            if (choice is not None and choice.node.role == "replica") or remaining <= 0:
+                return choice
+            await asyncio.sleep(min(RetryPolicy.consistency_step_s, remaining))
+            behind = laggards(self._candidates()[0], max_staleness_ms=staleness_ms, min_lsn=min_lsn)
+        return self._choose(staleness_ms, min_lsn)  # the laggards became unfit while we waited
 
     def _candidates(self, exclude: frozenset[str] = frozenset()) -> tuple[list[Candidate], Candidate | None]:
         """Healthy replicas, and the elected primary if it is healthy, minus ``exclude``."""

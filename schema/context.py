@@ -9,7 +9,7 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from routing import RequestRouting, Router
+from routing import RequestRouting, Router, TokenCodec
 from schema.cursors import CursorCodec
 from schema.queryids import QueryIds
 
@@ -63,6 +63,8 @@ class Context:
     #: False once a resolver has read something whose response must not be shared with other clients
     #: (a deep or backward page, a write): the gateway's response cache then leaves the response alone.
     shareable: bool = True
+    #: Signs the consistency tokens writes hand out (None: the routing package's default key).
+    tokens: TokenCodec | None = None
     #: Query texts of the searches this request ran (page one), replayed to the search log on a cache hit.
     searches: list[str] = dataclasses.field(default_factory=list)
 

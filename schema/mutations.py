@@ -124,7 +124,7 @@ async def _write(ctx: Context, fn: Callable[[psycopg.AsyncConnection[Any]], Awai
         raise Timeout("the write took too long and was rolled back") from None
     except pg_errors.LockNotAvailable:
         raise Timeout("the document is being written by another request; retry") from None
-    ctx.consistency_token = encode_token(lsn)
+    ctx.consistency_token = ctx.tokens.encode(lsn) if ctx.tokens is not None else encode_token(lsn)
     if ctx.after_write is not None:
         await ctx.after_write()
     return result

@@ -171,5 +171,11 @@ def test_a_mutation_that_fails_halfway_leaves_no_rows(
 def test_malformed_consistency_token_is_bad_user_input(client: httpx.Client) -> None:
     body = gql(client, "{ __typename }", headers={"X-Consistency-Token": "v9.garbage"})
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    # A far-future position, in the unsigned format of earlier versions and as a well-formed but unsigned v2:
+    # refused at once, before any read waits for a replay that never comes.
+    for forged in ("v1.__________8", "v2." + "_" * 32):
+        resp = client.post("/graphql", json={"query": '{ search(query: "council") { edges { cursor } } }'},
+                           headers={"X-Consistency-Token": forged})
+        assert resp.status_code == 400 and resp.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     body = gql(client, "{ __typename }", headers={"X-Max-Staleness-Ms": "soon"})
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"

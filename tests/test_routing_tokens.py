@@ -13,11 +13,11 @@ from routing.tokens import MAX_LSN
 @given(st.integers(min_value=0, max_value=MAX_LSN))
 def test_round_trip(lsn: int) -> None:
     token = encode_token(lsn)
-    assert token.startswith("v1.")
+    assert token.startswith("v2.")
     assert decode_token(token) == lsn
 
 
-@given(st.one_of(st.text(), st.from_regex(r"v1\.[A-Za-z0-9_=+/-]{0,14}", fullmatch=True)))
+@given(st.one_of(st.text(), st.from_regex(r"v[12]\.[A-Za-z0-9_=+/-]{0,40}", fullmatch=True)))
 def test_any_string_decodes_or_raises_invalid_token(text: str) -> None:
     try:
         lsn = decode_token(text)
@@ -31,7 +31,11 @@ def test_any_string_decodes_or_raises_invalid_token(text: str) -> None:
     [
         "",
         "v1.",
-        "v2.AAAAAAAAAAA",
+        "v2.",
+        "v1.AAAAAAAAAAA",  # the unsigned format of earlier versions
+        "v1.__________8",  # a far-future LSN, unsigned
+        "v2." + "A" * 32,  # well-formed, wrong signature
+        "v2." + "A" * 31,
         "v1.AAAAAAAAAA",  # too short
         "v1.AAAAAAAAAAAA",  # too long
         "v1.AAAAAAAAAAA=",  # padding is not ours
@@ -55,3 +59,16 @@ def test_malformed_tokens(bad: object) -> None:
 def test_encode_rejects_non_lsns(bad: object) -> None:
     with pytest.raises(ValueError):
         encode_token(bad)  # type: ignore[arg-type]
+
+
+def test_a_token_is_only_valid_under_its_key() -> None:
+    from routing import TokenCodec
+
+    mine, theirs = TokenCodec(b"k" * 32), TokenCodec(b"x" * 32)
+    token = mine.encode(123_456)
+    assert mine.decode(token) == 123_456
+    with pytest.raises(InvalidTokenError):
+        theirs.decode(token)
+    forged = token[:-2] + ("A" if token[-2] != "A" else "B") + token[-1]
+    with pytest.raises(InvalidTokenError):
+        mine.decode(forged)
