@@ -7,13 +7,13 @@ A cursor from another search, or a forged, truncated or stale-version one, is BA
 
 from __future__ import annotations
 
-import base64
 import binascii
 import hashlib
 import hmac
 import json
 from typing import Any
 
+from schema import b64
 from schema.errors import BadUserInput
 
 VERSION = 1
@@ -21,12 +21,8 @@ _SIG_BYTES = 16
 MAX_CURSOR_LENGTH = 1024
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+_b64 = b64.encode
+_unb64 = b64.decode
 
 
 def fingerprint(*parts: Any) -> str:

@@ -6,11 +6,11 @@ source id, so ``node(id:)`` reads exactly one partition.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import datetime as dt
 from typing import Literal
 
+from schema import b64
 from schema.errors import BadUserInput
 
 TypeName = Literal["Municipality", "MeetingDocument", "MeetingPage"]
@@ -18,13 +18,13 @@ _TYPES: tuple[TypeName, ...] = ("Municipality", "MeetingDocument", "MeetingPage"
 
 
 def encode(type_name: TypeName, key: str) -> str:
-    return base64.urlsafe_b64encode(f"{type_name}:{key}".encode()).decode().rstrip("=")
+    return b64.encode(f"{type_name}:{key}".encode())
 
 
 def decode(global_id: str) -> tuple[TypeName, str]:
     """Split a global id into its type and key; anything malformed is BAD_USER_INPUT."""
     try:
-        raw = base64.urlsafe_b64decode(global_id + "=" * (-len(global_id) % 4)).decode()
+        raw = b64.decode(global_id).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise BadUserInput("invalid id") from None
     type_name, _, key = raw.partition(":")

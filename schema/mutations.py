@@ -17,6 +17,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 from strawberry.types import Info
 
+from migrations.partitions import PAGE_COLUMNS
 from routing import NoPrimaryError, RoutingError, encode_token
 from schema import ids
 from schema.context import Context
@@ -222,13 +223,14 @@ async def upsert_document(ctx: Context, data: DocumentInput) -> DocumentRow:
         if pages:
             try:
                 await conn.execute(
-                    """
-                    INSERT INTO public.meeting_page
-                        (id, meeting_date, document_id, municipality_id, document_type, page_number, text, page_image)
+                    sql.SQL(
+                        """
+                    INSERT INTO public.meeting_page ({columns})
                     SELECT u.id, %(day)s, %(doc)s, %(m)s, %(t)s::public.document_type, u.n, u.txt, u.img
                       FROM unnest(%(ids)s::text[], %(nums)s::int[], %(texts)s::text[], %(imgs)s::text[])
                            AS u(id, n, txt, img)
-                    """,
+                    """
+                    ).format(columns=sql.SQL(", ").join(sql.Identifier(c) for c in PAGE_COLUMNS)),
                     {
                         "day": doc.meeting_date,
                         "doc": doc.id,

@@ -194,9 +194,37 @@ def build_schema(
 ) -> strawberry.Schema:
     """The executable schema. Its operation limits are validation rules (schema.limits) that the gateway
     applies when it prepares a document, once per distinct document."""
-    return GatewaySchema(
+    schema = GatewaySchema(
         query=Query,
         mutation=mutation,
         types=[Municipality, MeetingDocument, MeetingPage],
         extensions=list(extensions or []),
     )
+    _plain_attribute_resolvers(schema)
+    return schema
+
+
+def _attribute(name: str) -> Callable[..., Any]:
+    def resolve(source: Any, info: Any, **_: Any) -> Any:
+        return getattr(source, name)
+
+    return resolve
+
+
+def _plain_attribute_resolvers(schema: strawberry.Schema) -> None:
+    """Fields that only read an attribute resolve with one plain function call.
+
+    Strawberry wraps even those in two layers of its own (for field extensions this schema does not use); a
+    20-result search page resolves over a hundred of them, so the wrappers were a visible share of a request.
+    """
+    for concrete in schema.schema_converter.type_map.values():
+        definition = concrete.definition
+        implementation = concrete.implementation
+        fields = getattr(definition, "fields", None)
+        graphql_fields = getattr(implementation, "fields", None)
+        if not fields or not isinstance(graphql_fields, dict):
+            continue
+        for field in fields:
+            name = schema.config.name_converter.get_graphql_name(field)
+            if field.is_basic_field and name in graphql_fields:
+                graphql_fields[name].resolve = _attribute(field.python_name)

@@ -35,6 +35,8 @@ from typing import Any, Literal
 
 from psycopg import sql
 
+from migrations.partitions import PAGE_COLUMNS as COLUMN_ORDER
+
 Order = Literal["NEWEST", "OLDEST", "RELEVANCE"]
 
 DATE_WINDOW = 2000
@@ -48,9 +50,13 @@ HEADLINE_OPTIONS = (
     'StartSel="\ue000", StopSel="\ue001", MaxWords=50, MinWords=15, ShortWord=3, '
     'MaxFragments=3, FragmentDelimiter=" ... "'
 )
-PAGE_COLUMNS = sql.SQL(
-    "p.id, p.meeting_date, p.document_id, p.municipality_id, p.document_type::text, p.page_number, p.text, "
-    "p.page_image"
+# The page columns in the one order every part of the project uses (migrations.partitions), as a result row
+# reads them; the enum comes back as text.
+PAGE_COLUMNS = sql.SQL(", ").join(
+    sql.SQL("p.{}::text").format(sql.Identifier(c))
+    if c == "document_type"
+    else sql.SQL("p.{}").format(sql.Identifier(c))
+    for c in COLUMN_ORDER
 )
 
 
@@ -489,9 +495,9 @@ def _relevance_page(
 def _count_query(spec: SearchSpec) -> tuple[sql.Composed, dict[str, Any]]:
     """Exact count up to COUNT_CAP + 1; never a COUNT(*) over every match."""
     where = _and([sql.SQL("p.search_vector @@ {}").format(TSQ), *_filters(spec, "p", walk=None)])
-    query = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM public.meeting_page p WHERE {} LIMIT %(cap)s) s").format(
-        where
-    )
+    query = sql.SQL(
+        "SELECT count(*) FROM (SELECT 1 FROM public.meeting_page p WHERE {} LIMIT %(cap)s) s"
+    ).format(where)
     return query, {**params(spec), "cap": COUNT_CAP + 1}
 
 

@@ -21,6 +21,7 @@ from psycopg import sql
 from tqdm import tqdm
 
 from migrations import partitions
+from migrations.partitions import PAGE_COLUMNS
 from ops import stack
 from ops.corpus.model import CorpusError, Document, LoadStats, Page, Plan
 from ops.corpus.planning import plan
@@ -33,10 +34,7 @@ _COPY_MUNICIPALITIES = "COPY public.municipality (id, subdomain, name, state, co
 _COPY_DOCUMENTS = (
     "COPY public.meeting_document (id, municipality_id, meeting_name, meeting_date, document_type) FROM STDIN"
 )
-_COPY_PAGES = (
-    "COPY public.meeting_page (id, meeting_date, document_id, municipality_id, document_type, page_number, "
-    "text, page_image) FROM STDIN"
-)
+_COPY_PAGES = f"COPY public.meeting_page ({', '.join(PAGE_COLUMNS)}) FROM STDIN"
 _CLEAN_GIN_PENDING = """
     SELECT gin_clean_pending_list(x.indexrelid)
       FROM pg_inherits p

@@ -5,11 +5,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from typing import Literal
 
+from migrations.model import DocumentType as DocumentType
 from ops import stack
-
-DocumentType = Literal["agenda", "minutes"]
 
 FIRST_DATE = dt.date(2005, 1, 1)
 LAST_DATE = dt.date(2024, 12, 31)

@@ -9,6 +9,7 @@ from typing import Literal
 
 import httpx
 
+from migrations.model import DOCUMENT_TYPES as DOCUMENT_TYPES
 from ops.ingest.loader import IngestError, IngestSummary, connect, ensure_municipality, run_ingest
 from ops.ingest.records import (
     SUBDOMAIN_RE,
@@ -19,8 +20,6 @@ from ops.ingest.records import (
     type_from_file_name,
 )
 from ops.ingest.sources import DatasetteSource, JsonlSource, Source
-
-DOCUMENT_TYPES: tuple[DocumentType, ...] = ("agenda", "minutes")
 
 
 def ingest_jsonl(

@@ -32,9 +32,8 @@ import dataclasses
 import datetime as dt
 import re
 from collections.abc import Mapping
-from typing import Literal
 
-DocumentType = Literal["agenda", "minutes"]
+from migrations.model import DocumentType as DocumentType
 
 MAX_TEXT_BYTES = 1024 * 1024
 MAX_ID_CHARS = 200
