@@ -30,7 +30,7 @@ from gateway.settings import Settings, load_settings
 from gateway.singletons import Singletons
 from gateway.telemetry import TracingMiddleware, build_tracer_provider, get_tracer
 from gateway.web import web_routes
-from routing import Router
+from routing import Router, RouterConfig
 from schema.limits import Limits
 from schema.mutations import Mutation
 from schema.queryids import QueryIds
@@ -40,16 +40,18 @@ from schema.root import build_schema
 def make_router(settings: Settings) -> Router:
     return Router(
         settings.node_dsns,
-        min_size=settings.pool_min_size,
-        max_size=settings.pool_max_size,
-        connect_timeout=settings.connect_timeout_s,
-        pool_timeout=settings.pool_timeout_s,
-        max_lifetime=settings.pool_max_lifetime_s,
-        max_idle=settings.pool_max_idle_s,
-        health_interval=settings.health_interval_s,
-        max_staleness_ms=settings.max_staleness_ms,
-        consistency_wait_ms=settings.consistency_wait_ms,
-        primary_fallback=settings.primary_fallback,
+        RouterConfig(
+            pool_min_size=settings.pool_min_size,
+            pool_max_size=settings.pool_max_size,
+            connect_timeout_s=settings.connect_timeout_s,
+            pool_timeout_s=settings.pool_timeout_s,
+            pool_max_lifetime_s=settings.pool_max_lifetime_s,
+            pool_max_idle_s=settings.pool_max_idle_s,
+            health_interval_s=settings.health_interval_s,
+            max_staleness_ms=settings.max_staleness_ms,
+            consistency_wait_ms=settings.consistency_wait_ms,
+            primary_fallback=settings.primary_fallback,
+        ),
     )
 
 

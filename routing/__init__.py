@@ -21,7 +21,7 @@ from routing.events import RouterEvents
 from routing.retry import RetryPolicy
 from routing.router import Router
 from routing.tokens import TokenCodec, decode_token, encode_token
-from routing.types import NodeState, ReadFn, RequestRouting, RouteInfo, T
+from routing.types import NodeState, ReadFn, RequestRouting, RouteInfo, RouterConfig, T
 
 __all__ = [
     "InvalidTokenError",
@@ -33,6 +33,7 @@ __all__ = [
     "RetryPolicy",
     "RouteInfo",
     "Router",
+    "RouterConfig",
     "RouterEvents",
     "RoutingError",
     "T",

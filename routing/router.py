@@ -23,7 +23,7 @@ from routing.events import RouterEvents
 from routing.monitor import HealthMonitor
 from routing.pools import NodePool
 from routing.retry import Failure, RetryPolicy, classify
-from routing.types import NodeState, ReadFn, RequestRouting, RouteInfo, T
+from routing.types import NodeState, ReadFn, RequestRouting, RouteInfo, RouterConfig, T
 
 __all__ = ["Router"]
 
@@ -37,63 +37,44 @@ _LSN_SQL: LiteralString = "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"
 class Router:
     """Routes database calls over a primary and its streaming replicas, discovering which is which.
 
-    ``nodes`` maps node names to DSNs (normally PgBouncer aliases); roles are learned from the nodes. Pool
-    settings are per node and in seconds; ``health_interval`` is how often each node is polled;
-    ``max_staleness_ms`` is the default bound on a replica's replay lag for reads; ``consistency_wait_ms`` is how
-    long a read carrying ``min_lsn`` waits for a replica before going to the primary; ``primary_fallback`` lets
-    the primary serve reads that no replica can (with it False, reads never touch the primary, read-your-writes
-    reads included, and fail with ``UnavailableError`` instead).
+    ``nodes`` maps node names to DSNs (normally PgBouncer aliases); roles are learned from the nodes.
+    ``config`` holds every other setting (:class:`~routing.types.RouterConfig`).
 
     Nothing is opened by the constructor: use ``await router.open()`` and ``await router.close()``, or
     ``async with router:``.
     """
 
-    def __init__(
-        self,
-        nodes: Mapping[str, str],
-        *,
-        min_size: int = 1,
-        max_size: int = 10,
-        connect_timeout: float = 3.0,
-        pool_timeout: float = 5.0,
-        max_lifetime: float = 3600.0,
-        max_idle: float = 300.0,
-        health_interval: float = 1.0,
-        max_staleness_ms: int = 5000,
-        consistency_wait_ms: int = 500,
-        max_consistency_waiters: int = 32,
-        primary_fallback: bool = True,
-    ) -> None:
+    def __init__(self, nodes: Mapping[str, str], config: RouterConfig | None = None) -> None:
+        cfg = config or RouterConfig()
+        self.config = cfg
         if not nodes:
             raise ValueError("a router needs at least one node")
-        if max_staleness_ms < 0 or consistency_wait_ms < 0:
-            raise ValueError("max_staleness_ms and consistency_wait_ms must be >= 0")
-        self._max_staleness_ms = max_staleness_ms
-        self._consistency_wait_ms = consistency_wait_ms
+        self._max_staleness_ms = cfg.max_staleness_ms
+        self._consistency_wait_ms = cfg.consistency_wait_ms
         # Reads waiting for a replica to replay a token's position hold a request each: past this many at once,
         # a read goes straight to the primary instead of joining the wait.
-        self._max_consistency_waiters = max_consistency_waiters
+        self._max_consistency_waiters = cfg.max_consistency_waiters
         self._consistency_waiters = 0
-        self._primary_fallback = primary_fallback
+        self._primary_fallback = cfg.primary_fallback
         self._events = RouterEvents()
         self._pools = {
             name: NodePool(
                 name,
                 dsn,
-                min_size=min_size,
-                max_size=max_size,
-                connect_timeout=connect_timeout,
-                pool_timeout=pool_timeout,
-                max_lifetime=max_lifetime,
-                max_idle=max_idle,
+                min_size=cfg.pool_min_size,
+                max_size=cfg.pool_max_size,
+                connect_timeout=cfg.connect_timeout_s,
+                pool_timeout=cfg.pool_timeout_s,
+                max_lifetime=cfg.pool_max_lifetime_s,
+                max_idle=cfg.pool_max_idle_s,
             )
             for name, dsn in nodes.items()
         }
         self._monitor = HealthMonitor(
             nodes,
             events=self._events,
-            health_interval=health_interval,
-            connect_timeout=connect_timeout,
+            health_interval=cfg.health_interval_s,
+            connect_timeout=cfg.connect_timeout_s,
             before_readmit=self._before_readmit,
         )
         self._picks = 0

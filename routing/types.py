@@ -8,7 +8,7 @@ from typing import Any, Literal, TypeVar
 
 import psycopg
 
-__all__ = ["NodeRole", "NodeState", "ReadFn", "RequestRouting", "Role", "RouteInfo", "T"]
+__all__ = ["NodeRole", "NodeState", "ReadFn", "RequestRouting", "Role", "RouteInfo", "RouterConfig", "T"]
 
 T = TypeVar("T")
 
@@ -20,6 +20,36 @@ Role = Literal["primary", "replica"]
 
 #: What the monitor last learned about a node; "unknown" until it has answered once.
 NodeRole = Literal["primary", "replica", "unknown"]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RouterConfig:
+    """How a router pools, polls and chooses; every duration carries its unit in its name.
+
+    Pool sizes and timings are per node. ``max_staleness_ms`` is the default bound on a replica's replay lag
+    for reads; ``consistency_wait_ms`` is how long a read carrying ``min_lsn`` waits for a replica before going
+    to the primary, and ``max_consistency_waiters`` how many reads may wait so at once (the others go to the
+    primary straight away); ``primary_fallback`` lets the primary serve reads that no replica can (with it
+    False, reads never touch the primary and fail with ``UnavailableError`` instead).
+    """
+
+    pool_min_size: int = 1
+    pool_max_size: int = 10
+    connect_timeout_s: float = 3.0
+    pool_timeout_s: float = 5.0
+    pool_max_lifetime_s: float = 3600.0
+    pool_max_idle_s: float = 300.0
+    health_interval_s: float = 1.0
+    max_staleness_ms: int = 5000
+    consistency_wait_ms: int = 500
+    max_consistency_waiters: int = 32
+    primary_fallback: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_staleness_ms < 0 or self.consistency_wait_ms < 0:
+            raise ValueError("max_staleness_ms and consistency_wait_ms must be >= 0")
+        if self.pool_min_size > self.pool_max_size:
+            raise ValueError("pool_min_size must not exceed pool_max_size")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -19,12 +19,10 @@ import psycopg
 import pytest
 
 from ops import stack
-from routing import NoPrimaryError, RequestRouting, Router
+from routing import NoPrimaryError, RequestRouting, Router, RouterConfig
 from tests.helpers import eventually_async, free_base_port
 
 pytestmark = pytest.mark.slow
-
-
 
 
 @pytest.fixture()
@@ -44,15 +42,15 @@ async def _served_by(conn: psycopg.AsyncConnection[Any]) -> str:
     return str(row[0])
 
 
-
-
 async def test_promotion_is_followed_and_the_old_primary_refused(
     own_stack: stack.StackLayout, caplog: pytest.LogCaptureFixture
 ) -> None:
     layout = own_stack
     # The stack is not migrated (no gateway role): go through PgBouncer's transaction aliases as postgres.
     nodes = {name: layout.bouncer_dsn(name, user="postgres") for name in layout.node_names}
-    async with Router(nodes, health_interval=0.5, pool_timeout=2.0, connect_timeout=2.0) as router:
+    async with Router(
+        nodes, RouterConfig(health_interval_s=0.5, pool_timeout_s=2.0, connect_timeout_s=2.0)
+    ) as router:
         assert router.primary == "node1"
         assert (await router.write(_served_by))[0] == "node1"
 
@@ -74,7 +72,11 @@ async def test_promotion_is_followed_and_the_old_primary_refused(
 
         caplog.clear()
         await asyncio.to_thread(stack.start_node, layout, "node1")  # back as a primary on timeline 1
-        await eventually_async(lambda: router.events.writes_refused_split_brain >= 1, timeout_s=5, what="refusing the old primary")
+        await eventually_async(
+            lambda: router.events.writes_refused_split_brain >= 1,
+            timeout_s=5,
+            what="refusing the old primary",
+        )
         old = next(s for s in router.nodes() if s.name == "node1")
         assert old.role == "primary" and not old.healthy and "split brain" in (old.ejected_reason or "")
         assert router.primary == "node2"

@@ -20,6 +20,7 @@ from routing import (
     NoPrimaryError,
     RequestRouting,
     Router,
+    RouterConfig,
     RoutingError,
     UnavailableError,
     decode_token,
@@ -46,13 +47,15 @@ def make_router(
     """
     return Router(
         nodes,
-        min_size=1,
-        max_size=max_size,
-        health_interval=0.2,
-        pool_timeout=pool_timeout,
-        connect_timeout=2.0,
-        consistency_wait_ms=consistency_wait_ms,
-        max_staleness_ms=max_staleness_ms,
+        RouterConfig(
+            pool_min_size=1,
+            pool_max_size=max_size,
+            health_interval_s=0.2,
+            pool_timeout_s=pool_timeout,
+            connect_timeout_s=2.0,
+            consistency_wait_ms=consistency_wait_ms,
+            max_staleness_ms=max_staleness_ms,
+        ),
     )
 
 
