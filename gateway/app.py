@@ -24,6 +24,7 @@ from gateway.documents import DocumentCache
 from gateway.endpoint import GraphQLEndpoint
 from gateway.metrics import Metrics
 from gateway.pgss import StatementStats, run_collector
+from gateway.ratelimit import RateLimiter
 from gateway.response_cache import ResponseCache
 from gateway.search_log import SearchLog
 from gateway.settings import Settings, load_settings
@@ -127,6 +128,13 @@ def create_app(
         default_staleness_ms=settings.max_staleness_ms,
     )
     admission = Admission(max_in_flight=settings.max_in_flight)
+    limiter = RateLimiter(
+        reads_per_minute=settings.rate_limit_reads_per_minute,
+        writes_per_minute=settings.rate_limit_writes_per_minute,
+        redis=cache.redis_client,
+        trusted_proxies=settings.trusted_proxies,
+        enabled=settings.rate_limit_enabled,
+    )
     queryids = QueryIds()
     statements = StatementStats(queryids=queryids, top_k=settings.pgss_top_k)
     metrics = Metrics(lambda: holder.get("router"), cache, statements)
@@ -139,6 +147,7 @@ def create_app(
         cache=cache,
         responses=responses,
         admission=admission,
+        limiter=limiter,
         tracer=tracer,
         queryids=queryids,
         metrics=metrics,
@@ -159,6 +168,8 @@ def create_app(
         tasks = [
             asyncio.create_task(search_log.run(active)),
             asyncio.create_task(metrics.run_sync()),
+            asyncio.create_task(cache.run_pending()),
+            asyncio.create_task(limiter.run()),
             # pg_stat_statements is read once per host, by whichever worker holds the lock.
             asyncio.create_task(
                 once.run_while_held(lambda: run_collector(active, statements, interval_s=settings.pgss_interval_s))
@@ -196,6 +207,7 @@ def create_app(
     app.state.responses = responses
     app.state.documents = documents
     app.state.admission = admission
+    app.state.limiter = limiter
     app.state.metrics = metrics
     app.state.statements = statements
     app.state.queryids = queryids

@@ -48,7 +48,7 @@ class TokenStore:
             is_reader |= hmac.compare_digest(presented, digest)
         if not (is_writer or is_reader):
             return Viewer(auth_problem="the bearer token is not valid")
-        return Viewer(authenticated=True, can_write=is_writer)
+        return Viewer(authenticated=True, can_write=is_writer, token_digest=presented.hex())
 
 
 def hash_token(token: str) -> str:

@@ -31,6 +31,7 @@ from typing import Any
 from aiocache import RedisCache, SimpleMemoryCache
 from aiocache.serializers import JsonSerializer
 from opentelemetry import trace
+from redis.exceptions import MaxConnectionsError
 
 log = logging.getLogger("gateway.cache")
 APQ_TTL_S = 24 * 3600.0  # a float: aiocache then uses PSETEX (SETEX is deprecated in redis-py)
@@ -46,6 +47,7 @@ class CacheStats:
     bypassed: int = 0
     stores: int = 0
     shared_flights: int = 0
+    bumps_pending: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)
@@ -90,6 +92,12 @@ class ResultCache:
         self._tracer = tracer or trace.get_tracer("civic.cache", tracer_provider=trace.NoOpTracerProvider())
         self.cooldown_s = cooldown_s
         self.stats = CacheStats()
+        self._pending_bumps = 0
+
+    @property
+    def redis_client(self) -> Any:
+        """The redis-py client under the store (None for the in-process memory store)."""
+        return getattr(self._store, "client", None) if self.kind == "redis" else None
 
     async def close(self) -> None:
         # aiocache's close() runs under the (tiny) per-operation timeout and calls redis-py's deprecated
@@ -111,18 +119,42 @@ class ResultCache:
             return True, await op()
         except asyncio.CancelledError:
             raise
+        except MaxConnectionsError:
+            # This process's own connection pool is busy: the store is fine. Bypass this call only; a crowd
+            # must never switch the cache off for everyone else.
+            self.stats.bypassed += 1
+            return False, None
         except Exception as exc:  # Redis down, slow (aiocache timeout) or confused: go to the database
             self.stats.bypassed += 1
             self._down_until = time.monotonic() + self.cooldown_s
             log.warning("cache bypassed for %.0f s: %s: %s", self.cooldown_s, type(exc).__name__, str(exc)[:200])
             return False, None
 
+    async def _settled(self) -> bool:
+        """Whether reads may use the store: no write of this process is still waiting to retire entries.
+
+        A write whose generation bump failed (the store was away) leaves entries that predate it. Until the bump
+        lands, this process reads nothing from the store, and every read retries the bump first, so the first
+        read after the store comes back retires them before anything is served.
+        """
+        if not self._pending_bumps:
+            return True
+        ok, _ = await self._call(lambda: self._store.increment("gen", 1))
+        if ok:
+            self._pending_bumps = 0
+            log.info("cache generation bumped after the store came back: entries older than the write are retired")
+        return ok
+
     async def generation(self) -> int | None:
+        if not await self._settled():
+            return None
         ok, value = await self._call(lambda: self._store.get("gen", default=0))
         return int(value) if ok and value is not None else None
 
     async def generation_and(self, key: str) -> tuple[int | None, Any]:
         """The data generation and one stored value, in one round trip: (None, None) when the store is away."""
+        if not await self._settled():
+            return None, None
         ok, values = await self._call(lambda: self._store.multi_get(["gen", key]))
         if not ok or not isinstance(values, list) or len(values) != 2:
             return None, None
@@ -135,8 +167,23 @@ class ResultCache:
         return bool(stored)
 
     async def bump(self) -> None:
-        """Retire every cached search page: called after each committed write."""
-        await self._call(lambda: self._store.increment("gen", 1))
+        """Retire every cached entry: called after each committed write.
+
+        When the store cannot be reached the bump is remembered, and retried before any later read of this
+        process (see :meth:`_settled`) and by :meth:`run_pending` in the background, so other processes see it
+        as soon as the store answers again.
+        """
+        ok, _ = await self._call(lambda: self._store.increment("gen", 1))
+        if not ok:
+            self._pending_bumps += 1
+            self.stats.bumps_pending += 1
+
+    async def run_pending(self, *, interval_s: float = 0.5) -> None:
+        """Retry a failed bump every ``interval_s`` until cancelled (other processes wait on it)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            if self._pending_bumps and time.monotonic() >= self._down_until:
+                await self._settled()
 
     # --- search pages ------------------------------------------------------------------------------------------
 

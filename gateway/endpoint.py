@@ -36,14 +36,15 @@ from gateway.cache import ResultCache
 from gateway.documents import DocumentCache, PreparedDocument
 from gateway.http_request import GraphQLRequest, RequestError, from_get, from_post
 from gateway.metrics import Metrics
+from gateway.ratelimit import RateLimiter
 from gateway.response_cache import ResponseCache, StoredResponse
 from gateway.search_log import SearchLog
 from gateway.settings import Settings
 from gateway.web import PAGE_HEADERS, graphiql_html
 from routing import RequestRouting, Router, TokenCodec
-from schema.context import Context
+from schema.context import Context, Viewer
 from schema.cursors import CursorCodec
-from schema.errors import BAD_USER_INPUT, INTERNAL, client_code
+from schema.errors import BAD_USER_INPUT, INTERNAL, RATE_LIMITED, TIMEOUT, client_code
 from schema.queryids import QueryIds
 
 log = logging.getLogger("gateway.errors")
@@ -162,6 +163,7 @@ class GraphQLEndpoint:
         cache: ResultCache,
         responses: ResponseCache,
         admission: Admission,
+        limiter: RateLimiter,
         tracer: trace.Tracer,
         queryids: QueryIds,
         metrics: Metrics,
@@ -174,6 +176,7 @@ class GraphQLEndpoint:
         self._cache = cache
         self._responses = responses
         self._admission = admission
+        self._limiter = limiter
         self._tracer = tracer
         self._queryids = queryids
         self._metrics = metrics
@@ -213,7 +216,17 @@ class GraphQLEndpoint:
             ).send(send)
             return
         try:
-            reply = await self._handle(scope, receive, headers, method, media, trace_id, started)
+            async with asyncio.timeout(self._settings.request_timeout_s):
+                reply = await self._handle(scope, receive, headers, method, media, trace_id, started)
+        except TimeoutError:
+            reply = error_reply(
+                f"the request took longer than {self._settings.request_timeout_s:g} s; narrow it and retry",
+                TIMEOUT, 504, trace_id=trace_id, media=media,
+            )
+            self._metrics.observe(
+                operation="", outcome="error", seconds=time.perf_counter() - started, statements=0,
+                codes=[TIMEOUT], trace_id=trace_id or "",
+            )
         except RequestError as exc:
             reply = error_reply(exc.message, exc.code, exc.status, trace_id=trace_id, media=media)
             self._metrics.observe(
@@ -257,6 +270,7 @@ class GraphQLEndpoint:
             )
         except HeaderError as exc:
             raise RequestError(str(exc)) from None
+        viewer = self._tokens.viewer(headers.get("authorization"))
 
         prepared = await self._prepared(req)
         if prepared is None:  # an APQ hash the gateway does not know: the client resends the text
@@ -279,6 +293,25 @@ class GraphQLEndpoint:
         if method == "GET" and op_type is not OperationType.QUERY:
             return error_reply("only queries may be sent with GET; use POST", BAD_USER_INPUT, 405,
                                trace_id=trace_id, media=media, headers={"Allow": "POST"})
+        client = scope.get("client")
+        decision = self._limiter.check(
+            self._limiter.client_key(
+                token_hash=viewer.token_digest,
+                peer=client[0] if client else None,
+                forwarded_for=headers.get("x-forwarded-for"),
+            ),
+            "write" if op_type is OperationType.MUTATION else "read",
+        )
+        limit_headers = decision.headers()
+        if not decision.allowed:
+            self._metrics.observe(
+                operation=req.operation_name or "", outcome="error", seconds=time.perf_counter() - started,
+                statements=0, codes=[RATE_LIMITED], trace_id=trace_id or "",
+            )
+            return error_reply(
+                f"too many {decision.kind}s from this client: at most {decision.limit} a minute; retry in "
+                f"{decision.reset_s} s", RATE_LIMITED, 429, trace_id=trace_id, media=media, headers=limit_headers,
+            )
 
         shareable = (
             op_type is OperationType.QUERY and self._responses.enabled and prepared.reads_data(req.operation_name)
@@ -290,9 +323,11 @@ class GraphQLEndpoint:
             generation, stored = await self._responses.lookup(key, min_lsn=routing.min_lsn,
                                                               max_staleness_ms=routing.max_staleness_ms)
             if stored is not None:
-                return self._hit(stored, trace_id, media, started)
+                reply = self._hit(stored, trace_id, media, started)
+                reply.headers.update(limit_headers)
+                return reply
 
-        ctx = self._context(req, routing, headers)
+        ctx = self._context(req, routing, viewer)
         if shareable:
             # One layer of caching at a time: this response is about to be cached whole, so caching the rows
             # it is made of as well would only add round trips to Redis.
@@ -319,7 +354,7 @@ class GraphQLEndpoint:
         status = 200
         if result.data is None and errors and media == GRAPHQL_RESPONSE:
             status = 400 if all(e["extensions"]["code"] == BAD_USER_INPUT for e in errors) else 200
-        return Reply(body, status=status, media=media)
+        return Reply(body, status=status, media=media, headers=limit_headers)
 
     def _hit(self, stored: StoredResponse, trace_id: str | None, media: str, started: float) -> Reply:
         for text in stored.searches:
@@ -366,9 +401,9 @@ class GraphQLEndpoint:
         with self._tracer.start_as_current_span("GraphQL Validation"):
             return self._documents.validate(key, parsed)
 
-    def _context(self, req: GraphQLRequest, routing: RequestRouting, headers: Headers) -> Context:
+    def _context(self, req: GraphQLRequest, routing: RequestRouting, viewer: Viewer) -> Context:
         ctx = Context(router=self._router(), routing=routing, codec=self._codec)
-        ctx.viewer = self._tokens.viewer(headers.get("authorization"))
+        ctx.viewer = viewer
         ctx.tokens = self._token_codec
         ctx.cache = self._cache
         ctx.after_write = self._after_write

@@ -50,12 +50,16 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
     """Serve until stopped; returns the exit status."""
     import uvicorn
 
+    from gateway.http_protocol import BODY_TIMEOUT_ENV, HEAD_TIMEOUT_ENV, GuardedHttpToolsProtocol
+
     count = workers if workers is not None else (settings.workers or default_workers())
     run_dir = Path(tempfile.mkdtemp(prefix="civic-gateway-"))
     # Workers read their settings from the environment again: pass the derived pool size that way too.
     os.environ["GATEWAY_POOL_MAX_SIZE"] = str(pool_size_per_worker(settings, count))
     os.environ["GATEWAY_POOL_MIN_SIZE"] = str(min(settings.pool_min_size, pool_size_per_worker(settings, count)))
     os.environ[LOCK_DIR_ENV] = str(run_dir)
+    os.environ[HEAD_TIMEOUT_ENV] = str(settings.http_head_timeout_s)
+    os.environ[BODY_TIMEOUT_ENV] = str(settings.http_body_timeout_s)
     if not settings.cursor_secret:
         # Every worker must sign and check cursors and tokens with one key, or a cursor from one worker
         # would be refused by the next: without a configured secret, one is made here for this run.
@@ -70,7 +74,7 @@ def serve(settings: Settings, *, host: str | None = None, port: int | None = Non
             port=port or settings.port,
             workers=count,
             loop="uvloop" if _has("uvloop") else "asyncio",
-            http="httptools" if _has("httptools") else "h11",
+            http=GuardedHttpToolsProtocol if _has("httptools") else "h11",
             log_level="info",
             proxy_headers=False,
             server_header=False,

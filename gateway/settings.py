@@ -78,12 +78,21 @@ class Settings(BaseSettings):
     document_cache_size: int = Field(default=1000, ge=1, description="prepared documents kept per worker")
     apq_max_bytes: int = Field(default=64 * 1024, ge=256, description="largest query stored as persisted")
     max_in_flight: int = Field(default=64, ge=1, description="GraphQL requests in flight per worker")
+    rate_limit_enabled: bool = Field(default=True, description="per-client request budgets (HTTP 429 past them)")
+    rate_limit_reads_per_minute: int = Field(default=1200, ge=1)
+    rate_limit_writes_per_minute: int = Field(default=120, ge=1)
+    trusted_proxies: str = Field(
+        default="", description="comma-separated addresses/CIDRs whose X-Forwarded-For is believed"
+    )
     workers: int = Field(default=0, ge=0, description="serving processes; 0 means one per CPU")
     pgbouncer_pool_size: int = Field(
         default=25, ge=1, description="PgBouncer's server connections per node: the pools of all workers share it"
     )
     graceful_shutdown_s: int = Field(default=10, ge=0, description="how long in-flight requests may finish")
     keep_alive_s: int = Field(default=5, ge=1, description="idle keep-alive connections are closed after this")
+    http_head_timeout_s: float = Field(default=10.0, gt=0, description="a request's head must arrive within this")
+    http_body_timeout_s: float = Field(default=30.0, gt=0, description="a request's body must arrive within this")
+    request_timeout_s: float = Field(default=30.0, gt=0, description="the longest a GraphQL request may run")
     cursor_secret: str = Field(default="", description="HMAC key for cursors; random per process when unset")
     write_tokens: str = Field(
         default="",

@@ -21,6 +21,8 @@ class Viewer:
     authenticated: bool = False
     can_write: bool = False
     auth_problem: str | None = None
+    #: Hex SHA-256 of a valid token (never the token): what per-client limits count against.
+    token_digest: str | None = None
 
 
 class ResultCache(Protocol):

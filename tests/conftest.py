@@ -102,6 +102,8 @@ def gateway_settings(layout: stack.StackLayout, **overrides: object) -> Settings
         "write_tokens": f"{hash_token(WRITER_TOKEN)},read:{hash_token(READER_TOKEN)}",
         "health_interval_s": 0.25,
         "search_log_sample": 0.0,  # only the popular-searches test logs searches
+        # The whole suite comes from one address: only the rate-limit tests turn the limits on.
+        "rate_limit_enabled": False,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -118,7 +120,9 @@ class ServedGateway:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings, tracer_provider=tracer_provider)
-        config = uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        config = uvicorn.Config(
+            self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", proxy_headers=False
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

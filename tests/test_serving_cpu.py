@@ -27,6 +27,8 @@ FAIL_AT = 1.5
 WARN_AT = 1.2
 ROUNDS = 3
 REQUESTS = 120
+#: Cheap requests are measured over more of them: a clock tick of /proc is 10 ms, and noise weighs more on them.
+REQUESTS_BY_KIND = {"typename": 600, "search_hit": 600}
 
 
 def test_the_search_page_query_is_the_one_measured() -> None:
@@ -48,7 +50,8 @@ def test_cpu_per_request_stays_within_its_baseline(stack_layout: stack.StackLayo
             for name, bodies in kinds.items():
                 offset = round_no * (REQUESTS + 40)
                 rotated = bodies[offset:] + bodies[:offset]  # misses never repeat a key across rounds
-                figures[name].append(cpu_per_request(served, rotated, requests=REQUESTS))
+                count = REQUESTS_BY_KIND.get(name, REQUESTS)
+                figures[name].append(cpu_per_request(served, rotated, requests=count))
     f_s = statistics.median(f_samples)
     measured = {name: statistics.median(values) / f_s for name, values in figures.items()}
     if os.environ.get("CIVIC_CPU_BASELINE") == "write":
