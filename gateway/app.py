@@ -165,15 +165,20 @@ def create_app(
             await own.open(wait=True)
             holder["router"] = own
         active = holder["router"]
+
+        async def once_per_host() -> None:
+            metrics.singleton_jobs.set(1)
+            try:
+                await run_collector(active, statements, interval_s=settings.pgss_interval_s)
+            finally:
+                metrics.singleton_jobs.set(0)
         tasks = [
             asyncio.create_task(search_log.run(active)),
             asyncio.create_task(metrics.run_sync()),
             asyncio.create_task(cache.run_pending()),
             asyncio.create_task(limiter.run()),
             # pg_stat_statements is read once per host, by whichever worker holds the lock.
-            asyncio.create_task(
-                once.run_while_held(lambda: run_collector(active, statements, interval_s=settings.pgss_interval_s))
-            ),
+            asyncio.create_task(once.run_while_held(once_per_host)),
         ]
         try:
             yield

@@ -111,6 +111,11 @@ class Metrics:
         )
         self.errors = Counter("civic_graphql_errors", "Errors returned to clients, by code.", ["code"],
                               registry=self.registry)
+        # With several workers: 1 in the one worker running the once-per-host jobs (their sum is 1 per host).
+        self.singleton_jobs = Gauge(
+            "civic_singleton_jobs_running", "1 in the process running the once-per-host jobs (pg_stat_statements).",
+            registry=self.registry, multiprocess_mode="livesum",
+        )
         self.overloads = Counter(
             "civic_requests_overloaded", "Requests refused at once because the worker was at capacity.",
             registry=self.registry,

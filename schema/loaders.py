@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import html
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from opentelemetry import trace
 from psycopg import sql
 from strawberry.dataloader import DataLoader
 
@@ -83,6 +84,18 @@ async def cached_rows(
     return result
 
 
+def _traced(ctx: Context, name: str, load: Callable[[Sequence[Any]], Awaitable[list[Any]]]) -> Any:
+    """A batch function inside a "DataLoader batch" span (one per batch, never one per key)."""
+
+    async def batch(keys: Sequence[Any]) -> list[Any]:
+        tracer = ctx.tracer or trace.get_tracer("civic.schema", tracer_provider=trace.NoOpTracerProvider())
+        with tracer.start_as_current_span(f"DataLoader batch {name}") as span:
+            span.set_attribute("civic.dataloader.keys", len(keys))
+            return await load(keys)
+
+    return batch
+
+
 def _municipalities(ctx: Context) -> DataLoader[int, MunicipalityRow | None]:
     async def load(keys: Sequence[int]) -> list[MunicipalityRow | None]:
         rows = await cached_rows(
@@ -97,7 +110,7 @@ def _municipalities(ctx: Context) -> DataLoader[int, MunicipalityRow | None]:
         found = {int(r[0]): MunicipalityRow(*r) for r in rows}
         return [found.get(k) for k in keys]
 
-    return DataLoader(load_fn=load)
+    return DataLoader(load_fn=_traced(ctx, "municipalities", load))
 
 
 def _documents(ctx: Context) -> DataLoader[int, DocumentRow | None]:
@@ -114,7 +127,7 @@ def _documents(ctx: Context) -> DataLoader[int, DocumentRow | None]:
         found = {int(r[0]): DocumentRow(r[0], r[1], r[2], dt.date.fromisoformat(r[3]), r[4]) for r in rows}
         return [found.get(k) for k in keys]
 
-    return DataLoader(load_fn=load)
+    return DataLoader(load_fn=_traced(ctx, "documents", load))
 
 
 def _pages(ctx: Context) -> DataLoader[PageKey, PageRow | None]:
@@ -128,7 +141,7 @@ def _pages(ctx: Context) -> DataLoader[PageKey, PageRow | None]:
         found = {(r[1], r[0]): PageRow(*r) for r in rows}
         return [found.get(k) for k in keys]
 
-    return DataLoader(load_fn=load)
+    return DataLoader(load_fn=_traced(ctx, "pages", load))
 
 
 def _headlines(ctx: Context, query: str) -> DataLoader[PageKey, str]:
@@ -143,7 +156,7 @@ def _headlines(ctx: Context, query: str) -> DataLoader[PageKey, str]:
         found = {(dt.date.fromisoformat(r[1]), r[0]): render_headline(str(r[2])) for r in rows}
         return [found.get(k, "") for k in keys]
 
-    return DataLoader(load_fn=load)
+    return DataLoader(load_fn=_traced(ctx, "headlines", load))
 
 
 def municipalities(ctx: Context) -> DataLoader[int, MunicipalityRow | None]:

@@ -329,3 +329,30 @@ def test_real_prometheus_scrapes_metrics(traced: tuple[ServedGateway, InMemorySp
         proc.terminate()
         proc.wait(timeout=20)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_dataloader_batches_have_one_span_each(traced: tuple[ServedGateway, InMemorySpanExporter]) -> None:
+    gw, exporter = traced
+    trace_id = "5bf92f3577b34da6a3ce929d0e0e4737"
+    with httpx.Client(base_url=gw.url, timeout=30) as http:
+        found = gql(http, '{ search(query: "council", first: 6) { edges { node { id } } } }')
+        ids = [e["node"]["id"] for e in found["data"]["search"]["edges"]]
+        query = "query($ids: [ID!]!) { nodes(ids: $ids) { ... on MeetingPage { document { municipality { name } } } } }"
+        body = gql(http, query, {"ids": ids}, headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+    assert "errors" not in body and len(body["data"]["nodes"]) == 6, body
+    names = ("pages", "documents", "municipalities")
+    spans = eventually(
+        lambda: (
+            [[s for s in _spans(exporter, trace_id) if s.name == f"DataLoader batch {n}"] for n in names]
+            if all(any(s.name == f"DataLoader batch {n}" for s in _spans(exporter, trace_id)) for n in names)
+            else None
+        ),
+        what="a span for each batch",
+    )
+    # Six pages, their documents and their towns: one batch each, one span each, never one per key.
+    for name, batch in zip(names, spans, strict=True):
+        assert len(batch) == 1, name
+        assert dict(batch[0].attributes or {})["civic.dataloader.keys"] >= 1
+    sql_spans = [s for s in _spans(exporter, trace_id) if s.name == "SQL municipalities_by_id"]
+    assert len(sql_spans) == 1 and sql_spans[0].parent is not None
+    assert sql_spans[0].parent.span_id == spans[2][0].context.span_id
