@@ -40,7 +40,7 @@ _R = TypeVar("_R")
 # timeline is the best available without extra privileges. Replay lag is 0 when the replica has replayed all it
 # received (an idle primary must not make replicas look stale), else the age of the last replayed commit.
 # "All it received" is <=, not =: a restarted walreceiver reports the start of its segment as received, behind
-# what was already replayed, until new WAL arrives (seen in the failover drills as a 142 s phantom lag).
+# what was already replayed, until new WAL arrives (the drills saw it as a phantom lag of minutes).
 _POLL_SQL: LiteralString = """
 SELECT pg_is_in_recovery(),
        CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() - '0/0'::pg_lsn END,

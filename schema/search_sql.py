@@ -4,7 +4,7 @@ Why the statement looks the way it does (figures in docs/performance.md):
 
 * **Newest/oldest first.** Walking the (meeting_date, id) index and checking each row against the tsquery is
   the cheapest plan when matches are common, and a disaster when they are rare (the planner walked the whole
-  table for a word that matched nothing: 5-41 s in DESIGN.md §6). So the walk is *bounded*: it looks at most
+  table for a word that matched nothing, for seconds). So the walk is *bounded*: it looks at most
   ``DATE_WINDOW`` rows past the cursor. If that finds a full page, the page is exact (the walk is in order).
   If not, and the window was full, the same statement falls back to the GIN index, where the matches are few
   and sort cheaply. The fallback sits behind a one-time filter, so it costs nothing when the walk sufficed.
@@ -12,7 +12,7 @@ Why the statement looks the way it does (figures in docs/performance.md):
   finds the pages holding every word of a phrase, and each must then be rechecked for the words' positions,
   so a phrase of two common words (hundreds of thousands of candidates, a few hundred matches) would
   otherwise recheck every candidate in the table before sorting.
-* **Relevance.** Ranking every match of a common word costs seconds (ts_rank over 99 % of 1M pages: 4.6 s).
+* **Relevance.** Ranking every match of a common word costs seconds at a million pages.
   Ranking is therefore done over a bounded candidate set: the matches among the newest ``RELEVANCE_WINDOW``
   pages when those hold at least ``RELEVANCE_MIN_CANDIDATES`` matches, else the newest
   ``RELEVANCE_CANDIDATES`` matches taken from the GIN index. It is "the best matches among recent pages",
