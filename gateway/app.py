@@ -110,6 +110,7 @@ def create_app(
             max_aliases=settings.max_query_aliases,
             max_root_fields=settings.max_root_fields,
             max_cost=settings.max_query_cost,
+            max_statements=settings.max_statements,
         ),
         max_entries=settings.document_cache_size,
         max_tokens=settings.max_query_tokens,

@@ -32,7 +32,7 @@ from graphql import (
 )
 
 from schema.errors import BAD_USER_INPUT
-from schema.limits import Limits, limits_rule
+from schema.limits import Limits, limits_rule, measure
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -49,6 +49,13 @@ class PreparedDocument:
     operations: dict[str | None, OperationType]
     #: Operations that select a field other than introspection at their root, i.e. that read data.
     reading: frozenset[str | None] = frozenset()
+    #: The most SQL statements each operation can send (schema.limits), reported beside the real count.
+    statements: dict[str | None, int] = dataclasses.field(default_factory=dict)
+
+    def estimated_statements(self, name: str | None) -> int | None:
+        if name is None and len(self.statements) == 1:
+            return next(iter(self.statements.values()))
+        return self.statements.get(name)
 
     def reads_data(self, name: str | None) -> bool:
         """Whether the operation a request names reads data (``{ __typename }`` does not)."""
@@ -123,7 +130,9 @@ class DocumentCache:
             try:
                 errors = tuple(validate(self._schema, parsed, self._rules, max_errors=20))
             except RecursionError:
-                errors = (GraphQLError("the document is nested too deeply", extensions={"code": BAD_USER_INPUT}),)
+                errors = (
+                    GraphQLError("the document is nested too deeply", extensions={"code": BAD_USER_INPUT}),
+                )
             operations = {
                 (d.name.value if d.name else None): d.operation
                 for d in parsed.definitions
@@ -135,8 +144,22 @@ class DocumentCache:
                 for d in parsed.definitions
                 if isinstance(d, OperationDefinitionNode) and _reads_data(d.selection_set, fragments, set())
             )
+            statements = (
+                {
+                    (d.name.value if d.name else None): measure(d, fragments, 10**6).statements
+                    for d in parsed.definitions
+                    if isinstance(d, OperationDefinitionNode)
+                }
+                if not errors
+                else {}
+            )
             prepared = PreparedDocument(
-                key=key, document=parsed, errors=errors, operations=operations, reading=reading
+                key=key,
+                document=parsed,
+                errors=errors,
+                operations=operations,
+                reading=reading,
+                statements=statements,
             )
         with self._lock:
             self.misses += 1

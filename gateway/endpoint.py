@@ -339,6 +339,8 @@ class GraphQLEndpoint:
                 log.error("unexpected error in %s", error.path, exc_info=error.original_error)
         data_bytes = orjson.dumps(result.data)
         extensions = self._extensions(ctx, trace_id)
+        if self._settings.routing_metadata:
+            extensions["estimatedStatements"] = prepared.estimated_statements(req.operation_name)
         body = b'{"data":' + data_bytes
         if errors:
             body += b',"errors":' + orjson.dumps(errors)

@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     max_query_cost: int = Field(default=5000, ge=10)
     max_query_aliases: int = Field(default=30, ge=0)
     max_root_fields: int = Field(default=20, ge=1)
+    max_statements: int = Field(default=20, ge=1, description="SQL statements one request may send (estimated)")
     max_query_tokens: int = Field(default=2000, ge=50, description="lexical tokens a document may hold")
     document_cache_size: int = Field(default=1000, ge=1, description="prepared documents kept per worker")
     apq_max_bytes: int = Field(default=64 * 1024, ge=256, description="largest query stored as persisted")
