@@ -63,7 +63,13 @@ def page(
 def write_jsonl(path: Path, rows: list[dict[str, Any] | str]) -> Path:
     with path.open("w", encoding="utf-8") as out:
         for row in rows:
-            out.write((row if isinstance(row, str) else json.dumps(row, ensure_ascii=False)) + "\n")
+            text = row if isinstance(row, str) else json.dumps(row, ensure_ascii=False)
+            if not isinstance(row, str) and not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    text = json.dumps(row)  # a lone surrogate travels escaped, as a hostile file would carry it
+            out.write(text + "\n")
     return path
 
 
@@ -207,17 +213,21 @@ def test_bad_rows_are_reported_with_position_and_skipped(
         {**page("ingest-b.ca", "ib-6"), "kind": "memo"},  # 9: unknown document type
         {**page("ingest-b.ca", "ib-7"), "subdomain": "ingest-nowhere.ca", "municipality_name": None},  # 10
         page("ingest-b.ca", "ib-8", number=2, text="good last"),  # 11
+        {**page("ingest-b.ca", "ib-9"), "meeting": "City\ud800Council"},  # 12: lone surrogate, not in 'text'
+        page("ingest-b.ca", "ib-10", text="lone \udc00 surrogate"),  # 13: and in 'text'
+        {**page("ingest-b.ca", "ib-11"), "page": "\u0661\u0662"},  # 14: Arabic-Indic digits
+        {**page("ingest-b.ca", "ib-12"), "date": "\uff12\uff10\uff12\uff14-01-01"},  # 15: full-width digits
     ]
     path = write_jsonl(tmp_path / "bad.jsonl", rows)
     seen: list[BadRow] = []
     summary = ingest_jsonl(admin_dsn, [path], batch_size=4, on_bad_row=seen.append)
-    assert (summary.read, summary.inserted, summary.skipped) == (10, 2, 8)
+    assert (summary.read, summary.inserted, summary.skipped) == (14, 2, 12)
     assert summary.complete
     check_counts(summary)
     assert seen == summary.bad_rows
     by_line = {b.position.rsplit(":", 1)[1]: b.reason for b in seen}
     assert all(b.position.startswith(f"{path.resolve()}:") for b in seen)
-    assert set(by_line) == {"2", "3", "4", "5", "6", "7", "9", "10"}
+    assert set(by_line) == {"2", "3", "4", "5", "6", "7", "9", "10", "12", "13", "14", "15"}
     assert by_line["2"].startswith("invalid JSON")
     assert "calendar date" in by_line["3"]
     assert "missing field 'text'" in by_line["4"]
@@ -226,6 +236,8 @@ def test_bad_rows_are_reported_with_position_and_skipped(
     assert "longer than" in by_line["7"]
     assert "'kind'" in by_line["9"]
     assert "unknown municipality 'ingest-nowhere.ca'" in by_line["10"]
+    assert "'meeting' is not valid Unicode" in by_line["12"] and "'text' is not valid Unicode" in by_line["13"]
+    assert "'page' must be an integer" in by_line["14"] and "'date' must be YYYY-MM-DD" in by_line["15"]
     assert sorted(xmins(admin_conn, "ingest-b.ca")) == ["ib-1", "ib-8"]
 
 

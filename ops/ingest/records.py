@@ -44,8 +44,9 @@ MAX_PAGE_NUMBER = 2**31 - 1  # the column is an integer
 # The same rules as the CHECK constraints of public.municipality (migrations/sql/0002_schema.sql).
 SUBDOMAIN_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{0,99}$")
 STATE_RE = re.compile(r"^[A-Z]{2}$")
-_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_DIGITS_RE = re.compile(r"^\d{1,10}$")
+# ASCII only: Python's \d also matches other scripts' digits ("١٢"), which int() would quietly accept.
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
+_DIGITS_RE = re.compile(r"^\d{1,10}$", re.ASCII)
 _TYPES: dict[str, DocumentType] = {"agenda": "agenda", "agendas": "agenda", "minutes": "minutes"}
 
 
@@ -121,6 +122,12 @@ def _text(obj: Mapping[str, object], field: str, *, limit: int, required: bool =
         raise RowError(f"{field!r} contains a NUL character")
     if len(value) > limit:
         raise RowError(f"{field!r} is longer than {limit:,} characters")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            # json.loads accepts lone surrogates ("\ud800"), which no UTF-8 database can store.
+            raise RowError(f"{field!r} is not valid Unicode (lone surrogate)") from None
     return value
 
 
