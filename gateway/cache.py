@@ -28,6 +28,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
 from aiocache import RedisCache, SimpleMemoryCache
 from aiocache.serializers import JsonSerializer
 from opentelemetry import trace
@@ -87,6 +88,7 @@ class ResultCache:
         self.ttl_s = float(ttl_s)
         self.kind = "redis" if redis_url else "memory"
         self._store = _backend(redis_url, timeout_s)
+        self._timeout_s = timeout_s
         self._flights: dict[str, asyncio.Future[Any]] = {}
         self._down_until = 0.0
         self._tracer = tracer or trace.get_tracer("civic.cache", tracer_provider=trace.NoOpTracerProvider())
@@ -127,7 +129,9 @@ class ResultCache:
         except Exception as exc:  # Redis down, slow (aiocache timeout) or confused: go to the database
             self.stats.bypassed += 1
             self._down_until = time.monotonic() + self.cooldown_s
-            log.warning("cache bypassed for %.0f s: %s: %s", self.cooldown_s, type(exc).__name__, str(exc)[:200])
+            log.warning(
+                "cache bypassed for %.0f s: %s: %s", self.cooldown_s, type(exc).__name__, str(exc)[:200]
+            )
             return False, None
 
     async def _settled(self) -> bool:
@@ -142,7 +146,9 @@ class ResultCache:
         ok, _ = await self._call(lambda: self._store.increment("gen", 1))
         if ok:
             self._pending_bumps = 0
-            log.info("cache generation bumped after the store came back: entries older than the write are retired")
+            log.info(
+                "cache generation bumped after the store came back: entries older than the write are retired"
+            )
         return ok
 
     async def generation(self) -> int | None:
@@ -152,19 +158,44 @@ class ResultCache:
         return int(value) if ok and value is not None else None
 
     async def generation_and(self, key: str) -> tuple[int | None, Any]:
-        """The data generation and one stored value, in one round trip: (None, None) when the store is away."""
+        """The data generation and one stored value, in one round trip: (None, None) when the store is away.
+
+        On the hot path of every cached read, so with Redis it talks to redis-py directly (under the same
+        timeout and guard): aiocache's per-call timeout wraps each call in a task of its own.
+        """
         if not await self._settled():
             return None, None
-        ok, values = await self._call(lambda: self._store.multi_get(["gen", key]))
+        client = self.redis_client
+        if client is not None:
+            ok, raw = await self._call(lambda: self._direct(client.mget([self._key("gen"), self._key(key)])))
+            values = (
+                [raw[0], orjson.loads(raw[1]) if ok and raw and raw[1] is not None else None] if ok else None
+            )
+        else:
+            ok, values = await self._call(lambda: self._store.multi_get(["gen", key]))
         if not ok or not isinstance(values, list) or len(values) != 2:
             return None, None
         gen = values[0]
         return (int(gen) if gen is not None else 0), values[1]
 
     async def put(self, key: str, value: Any, *, ttl_s: float) -> bool:
-        """Store a value (a guarded call: False when the store is away)."""
-        stored, _ = await self._call(lambda: self._store.set(key, value, ttl=ttl_s))
+        """Store a JSON value (a guarded call: False when the store is away); read back by generation_and."""
+        client = self.redis_client
+        if client is not None:
+            data = orjson.dumps(value)
+            stored, _ = await self._call(
+                lambda: self._direct(client.set(self._key(key), data, px=int(ttl_s * 1000)))
+            )
+        else:
+            stored, _ = await self._call(lambda: self._store.set(key, value, ttl=ttl_s))
         return bool(stored)
+
+    def _key(self, key: str) -> str:
+        return f"civic:{key}"
+
+    async def _direct(self, call: Awaitable[Any]) -> Any:
+        async with asyncio.timeout(self._timeout_s):
+            return await call
 
     async def bump(self) -> None:
         """Retire every cached entry: called after each committed write.
@@ -202,7 +233,9 @@ class ResultCache:
         if gen is None:
             value, _ = await compute()
             return value
-        key = hashlib.sha256(json.dumps([gen, *parts], default=str, separators=(",", ":")).encode()).hexdigest()
+        key = hashlib.sha256(
+            json.dumps([gen, *parts], default=str, separators=(",", ":")).encode()
+        ).hexdigest()
         with self._tracer.start_as_current_span("cache get") as span:
             span.set_attribute("cache.backend", self.kind)
             ok, entry = await self._call(lambda: self._store.get(f"s:{key}"))
