@@ -48,6 +48,7 @@ def make_router(settings: Settings) -> Router:
             pool_timeout_s=settings.pool_timeout_s,
             pool_max_lifetime_s=settings.pool_max_lifetime_s,
             pool_max_idle_s=settings.pool_max_idle_s,
+            pool_max_waiting=settings.pool_max_waiting,
             health_interval_s=settings.health_interval_s,
             max_staleness_ms=settings.max_staleness_ms,
             consistency_wait_ms=settings.consistency_wait_ms,

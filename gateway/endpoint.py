@@ -44,7 +44,7 @@ from gateway.web import PAGE_HEADERS, graphiql_html
 from routing import RequestRouting, Router, TokenCodec
 from schema.context import Context, Viewer
 from schema.cursors import CursorCodec
-from schema.errors import BAD_USER_INPUT, INTERNAL, RATE_LIMITED, TIMEOUT, client_code
+from schema.errors import BAD_USER_INPUT, INTERNAL, OVERLOADED, RATE_LIMITED, TIMEOUT, client_code
 from schema.queryids import QueryIds
 
 log = logging.getLogger("gateway.errors")
@@ -211,7 +211,7 @@ class GraphQLEndpoint:
         if ticket is None:
             self._metrics.overloaded()
             await error_reply(
-                "the gateway is at capacity; retry shortly", "OVERLOADED", 503, trace_id=trace_id, media=media,
+                "the gateway is at capacity; retry shortly", OVERLOADED, 503, trace_id=trace_id, media=media,
                 headers={"Retry-After": str(self._admission.retry_after_s)},
             ).send(send)
             return
@@ -356,6 +356,10 @@ class GraphQLEndpoint:
         status = 200
         if result.data is None and errors and media == GRAPHQL_RESPONSE:
             status = 400 if all(e["extensions"]["code"] == BAD_USER_INPUT for e in errors) else 200
+        if errors and all(e["extensions"]["code"] == OVERLOADED for e in errors):
+            # Nothing could be served for lack of capacity: say so the way load balancers understand.
+            status = 503
+            limit_headers = {**limit_headers, "Retry-After": str(self._admission.retry_after_s)}
         return Reply(body, status=status, media=media, headers=limit_headers)
 
     def _hit(self, stored: StoredResponse, trace_id: str | None, media: str, started: float) -> Reply:

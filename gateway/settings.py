@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     pool_timeout_s: float = Field(default=5.0, gt=0)
     pool_max_lifetime_s: float = Field(default=3600.0, gt=0)
     pool_max_idle_s: float = Field(default=300.0, gt=0)
+    pool_max_waiting: int = Field(
+        default=20, ge=0, description="reads that may wait for a connection of one node (0: no bound)"
+    )
 
     # --- routing --------------------------------------------------------------------------------------------
     health_interval_s: float = Field(default=1.0, gt=0)

@@ -14,6 +14,7 @@ from routing.errors import (
     InvalidTokenError,
     NoPrimaryError,
     NoReplicaError,
+    OverloadedError,
     RoutingError,
     UnavailableError,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "NoPrimaryError",
     "NoReplicaError",
     "NodeState",
+    "OverloadedError",
     "ReadFn",
     "RequestRouting",
     "RetryPolicy",

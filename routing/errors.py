@@ -13,6 +13,7 @@ __all__ = [
     "InvalidTokenError",
     "NoPrimaryError",
     "NoReplicaError",
+    "OverloadedError",
     "RoutingError",
     "UnavailableError",
     "describe",
@@ -30,6 +31,10 @@ class NoPrimaryError(RoutingError):
 
 class UnavailableError(RoutingError):
     """No node can serve the call now (a read with every eligible node down, or a write that failed midway)."""
+
+
+class OverloadedError(UnavailableError):
+    """Every eligible node's pool already had as many calls waiting as it allows: nothing was sent, retry soon."""
 
 
 # The name the issue uses for "no node can serve a read"; one class, so callers may catch either.

@@ -43,6 +43,7 @@ class NodePool:
         pool_timeout: float = 5.0,
         max_lifetime: float = 3600.0,
         max_idle: float = 300.0,
+        max_waiting: int = 0,
     ) -> None:
         self.name = name
         #: Calls that hold or wait for a connection of this node now.
@@ -55,6 +56,7 @@ class NodePool:
             timeout=pool_timeout,
             max_lifetime=max_lifetime,
             max_idle=max_idle,
+            max_waiting=max_waiting,
             name=f"routing-{name}",
             open=False,
         )

@@ -18,7 +18,7 @@ import psycopg
 import psycopg.errors
 
 from routing.choice import Candidate, ReadChoice, choose_read, laggards
-from routing.errors import NoPrimaryError, RoutingError, UnavailableError, describe
+from routing.errors import NoPrimaryError, OverloadedError, RoutingError, UnavailableError, describe
 from routing.events import RouterEvents
 from routing.monitor import HealthMonitor
 from routing.pools import NodePool
@@ -67,6 +67,7 @@ class Router:
                 pool_timeout=cfg.pool_timeout_s,
                 max_lifetime=cfg.pool_max_lifetime_s,
                 max_idle=cfg.pool_max_idle_s,
+                max_waiting=cfg.pool_max_waiting,
             )
             for name, dsn in nodes.items()
         }
@@ -179,6 +180,10 @@ class Router:
                 if len(failed) < RetryPolicy.read_attempts:
                     next_choice = self._choose(staleness, req.min_lsn, exclude=frozenset(failed))
                 if next_choice is None:
+                    if failure is Failure.BUSY:
+                        raise OverloadedError(
+                            f"every node that can serve the read is at capacity ({', '.join(failed)}: {reason})"
+                        ) from None
                     raise UnavailableError(
                         f"read failed on {', '.join(failed)} ({reason}) and no other node can serve it"
                     ) from None

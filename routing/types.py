@@ -39,6 +39,9 @@ class RouterConfig:
     pool_timeout_s: float = 5.0
     pool_max_lifetime_s: float = 3600.0
     pool_max_idle_s: float = 300.0
+    #: Calls that may wait for a connection of one node at once; past it a call fails at once (overload)
+    #: instead of queueing until the pool timeout.
+    pool_max_waiting: int = 0
     health_interval_s: float = 1.0
     max_staleness_ms: int = 5000
     consistency_wait_ms: int = 500

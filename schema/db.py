@@ -19,9 +19,9 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from psycopg import errors as pg_errors
 from psycopg import sql
 
-from routing import RequestRouting, RouteInfo, Router, RoutingError
+from routing import OverloadedError, RequestRouting, RouteInfo, Router, RoutingError
 from schema.context import Context
-from schema.errors import BadUserInput, Timeout, Unavailable
+from schema.errors import BadUserInput, Overloaded, Timeout, Unavailable
 
 Query = sql.Composed | sql.SQL
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_]")
@@ -121,5 +121,7 @@ def _translate(exc: Exception) -> None:
         pg_errors.InvalidTextRepresentation | pg_errors.CharacterNotInRepertoire | pg_errors.UntranslatableCharacter,
     ):
         raise BadUserInput("the request contains characters that cannot be searched") from None
+    if isinstance(exc, OverloadedError):
+        raise Overloaded("the databases are at capacity; retry in a second") from None
     if isinstance(exc, RoutingError):
         raise Unavailable(f"no database node can serve this read right now ({type(exc).__name__})") from None

@@ -12,6 +12,7 @@ FORBIDDEN = "FORBIDDEN"
 RATE_LIMITED = "RATE_LIMITED"
 TIMEOUT = "TIMEOUT"
 UNAVAILABLE = "UNAVAILABLE"
+OVERLOADED = "OVERLOADED"
 INTERNAL = "INTERNAL_SERVER_ERROR"
 
 
@@ -42,6 +43,12 @@ class Timeout(ClientError):
 
 class Unavailable(ClientError):
     code = UNAVAILABLE
+
+
+class Overloaded(ClientError):
+    """The gateway or its databases are at capacity: answered at once (HTTP 503 with Retry-After)."""
+
+    code = OVERLOADED
 
 
 def client_code(error: GraphQLError) -> str | None:

@@ -350,3 +350,22 @@ async def test_router_must_be_opened() -> None:
     with pytest.raises(RoutingError, match="not open"):
         await router.read(cluster_name)
     await router.close()
+
+
+async def test_reads_past_the_waiting_bound_are_refused_at_once(stack_layout: stack.StackLayout) -> None:
+    from routing import OverloadedError
+
+    nodes = {"node2": stack_layout.bouncer_dsn("node2")}
+    config = RouterConfig(pool_min_size=1, pool_max_size=1, pool_max_waiting=1, pool_timeout_s=10.0,
+                          health_interval_s=0.2, max_staleness_ms=60_000)
+    async with Router(nodes, config) as router:
+
+        async def slow(conn: Conn) -> None:
+            await conn.execute("SELECT pg_sleep(0.3)")
+
+        outcomes = await asyncio.gather(*(router.read(slow) for _ in range(6)), return_exceptions=True)
+    refused = [o for o in outcomes if isinstance(o, OverloadedError)]
+    served = [o for o in outcomes if o is None]
+    # One holds the connection, one waits for it; the rest are told at once rather than queued for seconds.
+    assert len(served) == 2 and len(refused) == 4, outcomes
+    assert router.events.ejections == 0  # a busy pool is not a sick node

@@ -29,6 +29,10 @@ def main(what: str, rest: list[str]) -> int:
         from ops.bench import ingest
 
         return int(ingest.main(rest))
+    if what == "overload":
+        from ops.bench import overload
+
+        return int(overload.main(rest))
     if what == "serving":
         from ops.bench import serving
 
@@ -60,7 +64,7 @@ def main(what: str, rest: list[str]) -> int:
         "search": bench_search, "partitions": bench_partitions, "relevance": bench_relevance,
         "explain": bench_explain}
     if what not in benches:
-        choices = [*benches, "cache", "ingest", "tracing", "load", "serving"]
+        choices = [*benches, "cache", "ingest", "tracing", "load", "serving", "overload"]
         print(f"unknown benchmark {what!r}; choose from {', '.join(choices)}", file=sys.stderr)
         return 2
     return benches[what](args)
