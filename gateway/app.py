@@ -157,9 +157,11 @@ def create_app(
         tasks = [
             asyncio.create_task(search_log.run(active)),
             asyncio.create_task(metrics.run_sync()),
-            # pg_stat_statements is read once per host, by whichever worker holds the lock.
+            # pg_stat_statements and the database figures are read once per host, by whichever worker holds the lock.
             asyncio.create_task(
-                once.run_while_held(lambda: run_collector(active, statements, interval_s=settings.pgss_interval_s))
+                once.run_while_held(lambda: run_collector(
+                    active, statements, interval_s=settings.pgss_interval_s, also=metrics.database.sample
+                ))
             ),
         ]
         try:
