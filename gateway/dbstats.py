@@ -2,8 +2,9 @@
 
 None of this is on the request path. The once-per-host job that samples pg_stat_statements calls
 :meth:`DatabaseStats.sample` after each of its samples; the figures are kept here and read by
-``GatewayCollector`` when Prometheus scrapes. Sizes and estimates change over hours, so a sample every
-``GATEWAY_PGSS_INTERVAL_S`` is plenty, and each query is a catalog read of a few milliseconds.
+``GatewayCollector`` when Prometheus scrapes. Sizes and estimates change over hours, so only every ``every``-th
+call reads the databases (every minute with the default 15 s ``GATEWAY_PGSS_INTERVAL_S``), and each query is a
+catalog read of a few milliseconds.
 
 What comes from where:
 
@@ -106,14 +107,22 @@ class PrimaryFigures:
 class DatabaseStats:
     """The last sample of database-wide figures, and their Prometheus families."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, every: int = 4, clock: Callable[[], float] = time.time) -> None:
+        self._every = every
+        self._calls = 0
         self._clock = clock
         self.primary: PrimaryFigures | None = None
         self.nodes: dict[str, tuple[int, int]] = {}  # node -> (database bytes, WAL folder bytes)
         self.sampled_at: float | None = None
 
     async def sample(self, router: Router) -> None:
-        """Read the primary's figures and every healthy node's sizes; a failing node is skipped this time."""
+        """Every ``every``-th call: read the primary's figures and every healthy node's sizes.
+
+        A failing node is skipped this time.
+        """
+        self._calls += 1
+        if (self._calls - 1) % self._every:
+            return
         primary = router.primary
         if primary is not None:
             try:

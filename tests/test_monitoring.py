@@ -142,6 +142,24 @@ def _value(text: str, series: str) -> float:
 
 
 @pytest.fixture()
+def bloat_probes(admin_dsn: str) -> Iterator[None]:
+    """Two tables of 20,000 rows; from one, 9 rows in 10 are deleted and vacuumed: free space inside its pages."""
+    with psycopg.connect(admin_dsn, autocommit=True, prepare_threshold=None) as conn:
+        for table in ("monitoring_probe_bloated", "monitoring_probe_dense"):
+            conn.execute(f"CREATE TABLE {table} (id int, body text)")
+            conn.execute(f"INSERT INTO {table} SELECT i, repeat('x', 100) FROM generate_series(1, 20000) i")
+        conn.execute("DELETE FROM monitoring_probe_bloated WHERE id % 10 <> 0")
+        # VACUUM keeps the pages (rows were deleted all over the table, none at its end to truncate).
+        conn.execute("VACUUM ANALYZE monitoring_probe_bloated")
+        conn.execute("ANALYZE monitoring_probe_dense")
+    try:
+        yield
+    finally:
+        with psycopg.connect(admin_dsn, autocommit=True, prepare_threshold=None) as conn:
+            conn.execute("DROP TABLE monitoring_probe_bloated, monitoring_probe_dense")
+
+
+@pytest.fixture()
 def retaining_slot(admin_dsn: str) -> Iterator[None]:
     """A physical slot on the primary that nobody consumes: it reserves WAL from now on."""
     with psycopg.connect(admin_dsn, autocommit=True, prepare_threshold=None) as conn:
@@ -154,7 +172,7 @@ def retaining_slot(admin_dsn: str) -> Iterator[None]:
 
 
 def test_database_figures_on_metrics(
-    stack_layout: stack.StackLayout, admin_dsn: str, retaining_slot: None
+    stack_layout: stack.StackLayout, admin_dsn: str, retaining_slot: None, bloat_probes: None
 ) -> None:
     with psycopg.connect(admin_dsn, autocommit=True, prepare_threshold=None) as conn:
         conn.execute("ANALYZE")  # pg_stats for the bloat estimate
@@ -192,6 +210,12 @@ def test_database_figures_on_metrics(
     assert set(per_partition) == every_partition  # DEFAULT included
     assert sum(per_partition.values()) == pytest.approx(table + indexes)
     assert re.search(r'^civic_table_bloat_bytes\{table="meeting_page_[^"]+"\} \d', text, re.MULTILINE)
+    # The bloat estimate: about 90 % of the table where 9 rows in 10 are gone, next to nothing where none are.
+    bloated = _value(text, 'civic_table_bloat_bytes{table="monitoring_probe_bloated"}')
+    bloated_size = _value(text, 'civic_table_size_bytes{table="monitoring_probe_bloated"}')
+    assert 0.75 * bloated_size <= bloated <= bloated_size, (bloated, bloated_size)
+    dense = _value(text, 'civic_table_bloat_bytes{table="monitoring_probe_dense"}')
+    assert dense <= 0.1 * _value(text, 'civic_table_size_bytes{table="monitoring_probe_dense"}')
     assert re.search(r'^civic_table_dead_tuples\{table="municipality"\} \d', text, re.MULTILINE)
     for node in ("node1", "node2", "node3"):
         assert _value(text, f'civic_database_size_bytes{{node="{node}"}}') > 1_000_000
