@@ -171,7 +171,9 @@ def create_app(
         async def once_per_host() -> None:
             metrics.singleton_jobs.set(1)
             try:
-                await run_collector(active, statements, interval_s=settings.pgss_interval_s)
+                await run_collector(
+                    active, statements, interval_s=settings.pgss_interval_s, also=metrics.database.sample
+                )
             finally:
                 metrics.singleton_jobs.set(0)
         tasks = [
@@ -179,7 +181,7 @@ def create_app(
             asyncio.create_task(metrics.run_sync()),
             asyncio.create_task(cache.run_pending()),
             asyncio.create_task(limiter.run()),
-            # pg_stat_statements is read once per host, by whichever worker holds the lock.
+            # pg_stat_statements and the database figures are read once per host, by whichever worker holds the lock.
             asyncio.create_task(once.run_while_held(once_per_host)),
         ]
         try:

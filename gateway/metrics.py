@@ -14,13 +14,23 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.cache import ResultCache
+from gateway.dbstats import DatabaseStats
 from gateway.pgss import StatementStats
 from routing import Router
 
@@ -29,7 +39,15 @@ SLOW_SECONDS = 1.0
 MANY_STATEMENTS = 10
 MAX_OPERATION_LABELS = 100
 #: Gauges of things each worker has its own of: with several workers they add up.
-PER_WORKER_GAUGES = frozenset({"civic_node_in_flight", "civic_pool_stat"})
+PER_WORKER_GAUGES = frozenset({"civic_node_in_flight", "civic_pool_connections", "civic_pool_requests_waiting"})
+#: psycopg_pool's get_stats() keys, sorted into one family per kind and unit (the keys keep their meaning).
+POOL_CONNECTIONS = {"pool_min": "min", "pool_max": "max", "pool_size": "open", "pool_available": "idle"}
+POOL_EVENTS = {
+    "requests_num": "requests", "requests_queued": "requests_queued", "requests_errors": "requests_errors",
+    "returns_bad": "returns_bad", "connections_num": "connections_opened",
+    "connections_errors": "connections_errors", "connections_lost": "connections_lost",
+}
+POOL_MILLISECONDS = {"requests_wait_ms": "requests_wait", "connections_ms": "connections_open", "usage_ms": "usage"}
 
 
 class GatewayCollector(Collector):
@@ -40,13 +58,19 @@ class GatewayCollector(Collector):
         router: Callable[[], Router | None],
         cache: ResultCache,
         statements: StatementStats,
+        database: DatabaseStats | None = None,
     ) -> None:
         self._router = router
         self._cache = cache
         self._statements = statements
+        self._database = database
 
     def collect(self) -> Iterator[Any]:
+        """Every family, from the live router and cache and the last samples of the databases."""
         router = self._router()
+        primary = GaugeMetricFamily("civic_primary_known", "1 when the gateway knows a primary to write to.")
+        primary.add_metric([], 1.0 if router is not None and router.primary is not None else 0.0)
+        yield primary
         if router is not None:
             yield from self._router_metrics(router)
         stats = self._cache.stats
@@ -55,23 +79,44 @@ class GatewayCollector(Collector):
             cache.add_metric([outcome], value)
         yield cache
         yield from self._statements.metric_families()
+        if self._database is not None:
+            yield from self._database.metric_families()
 
     def _router_metrics(self, router: Router) -> Iterator[Any]:
         nodes = router.nodes()
         up = GaugeMetricFamily("civic_node_healthy", "1 when the node answers health checks.", labels=["node", "role"])
         lag = GaugeMetricFamily("civic_replica_lag_seconds", "Replay lag of each replica.", labels=["node"])
         in_flight = GaugeMetricFamily("civic_node_in_flight", "Requests running on each node.", labels=["node"])
-        pool = GaugeMetricFamily(
-            "civic_pool_stat", "psycopg_pool get_stats() of each node's pool.", labels=["node", "stat"]
+        # One family per kind and unit, so that sum() and rate() over a family always make sense.
+        connections = GaugeMetricFamily(
+            "civic_pool_connections", "Connections of each node's request pool: min, max, open, idle.",
+            labels=["node", "state"],
+        )
+        waiting = GaugeMetricFamily(
+            "civic_pool_requests_waiting", "Requests queued for a connection of each node's pool.", labels=["node"]
+        )
+        pool_events = CounterMetricFamily(
+            "civic_pool_events", "Counted events of each node's pool (psycopg_pool get_stats()).",
+            labels=["node", "event"],
+        )
+        pool_time = CounterMetricFamily(
+            "civic_pool_time_seconds", "Time spent waiting for, opening and using connections of each node's pool.",
+            labels=["node", "stat"],
         )
         for n in nodes:
             up.add_metric([n.name, n.role], 1.0 if n.healthy else 0.0)
             if n.role == "replica" and n.lag_s is not None:
                 lag.add_metric([n.name], n.lag_s)
             in_flight.add_metric([n.name], n.in_flight)
-            for stat, value in sorted(n.pool.items()):
-                pool.add_metric([n.name, stat], float(value))
-        yield from (up, lag, in_flight, pool)
+            for key, state in POOL_CONNECTIONS.items():
+                connections.add_metric([n.name, state], float(n.pool.get(key, 0)))
+            waiting.add_metric([n.name], float(n.pool.get("requests_waiting", 0)))
+            # psycopg_pool leaves a counter out of get_stats() until it first moves: absent means 0.
+            for key, event in POOL_EVENTS.items():
+                pool_events.add_metric([n.name, event], float(n.pool.get(key, 0)))
+            for key, stat in POOL_MILLISECONDS.items():
+                pool_time.add_metric([n.name, stat], n.pool.get(key, 0) / 1000.0)
+        yield from (up, lag, in_flight, connections, waiting, pool_events, pool_time)
         events = router.events.as_dict()
         decisions = CounterMetricFamily(
             "civic_routing_decisions", "Where reads went: replica, primary, fallback; waited for a token.",
@@ -128,12 +173,17 @@ class Metrics:
             "civic_sql_statements_per_request", "SQL statements one GraphQL request sent.",
             registry=self.registry, buckets=(0, 1, 2, 3, 4, 5, 8, 10, 20, 50),
         )
-        self.collector = GatewayCollector(router, cache, statements)
+        self.database = DatabaseStats()
+        self.collector = GatewayCollector(router, cache, statements, self.database)
         self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         self._mirrors: dict[str, Any] = {}
         self._last: dict[tuple[str, tuple[str, ...]], float] = {}
         if self.multiprocess_dir is None:
             self.registry.register(self.collector)
+            # process_* (CPU, memory, open files) and python_info. With several workers prometheus_client's
+            # multiprocess mode cannot merge per-process figures, so they are left out there.
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
 
     def sync(self) -> None:
         """Several workers: copy this worker's scrape-time figures into prometheus_client's shared files.

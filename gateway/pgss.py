@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import psycopg
@@ -140,9 +140,18 @@ async def sample_once(router: Router, stats: StatementStats) -> None:
     await asyncio.gather(*(one(n.name, n.role) for n in router.nodes() if n.healthy))
 
 
-async def run_collector(router: Router, stats: StatementStats, *, interval_s: float = 15.0) -> None:
-    """Sample forever; cancelled by the app's lifespan."""
+async def run_collector(
+    router: Router,
+    stats: StatementStats,
+    *,
+    interval_s: float = 15.0,
+    also: Callable[[Router], Awaitable[None]] | None = None,
+) -> None:
+    """Sample forever; cancelled by the app's lifespan. ``also``: another once-per-host sample, same pace."""
     while True:
         with contextlib.suppress(Exception):
             await sample_once(router, stats)
+        if also is not None:
+            with contextlib.suppress(Exception):
+                await also(router)
         await asyncio.sleep(interval_s)

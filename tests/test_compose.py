@@ -23,7 +23,11 @@ COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
 OPS_DOCKER = ROOT / "ops" / "docker"
 
-SERVICES = {"pg-primary", "pg-replica1", "pg-replica2", "pgbouncer", "redis", "jaeger", "gateway"}
+SERVICES = {
+    "pg-primary", "pg-replica1", "pg-replica2", "pgbouncer", "redis", "jaeger", "gateway",
+    "prometheus", "node-exporter", "grafana",
+}
+MONITORING = ROOT / "ops" / "monitoring"
 POSTGRES_SERVICES = ("pg-primary", "pg-replica1", "pg-replica2")
 # Variables the compose file reads with defaults; unset so the check sees the file's own defaults.
 COMPOSE_VARIABLES = (
@@ -31,6 +35,7 @@ COMPOSE_VARIABLES = (
     "REPLICATION_PASSWORD",
     "GATEWAY_DB_PASSWORD",
     "GATEWAY_CURSOR_SECRET",
+    "GRAFANA_ADMIN_PASSWORD",
 )
 
 
@@ -228,6 +233,25 @@ def test_jaeger_accepts_otlp(services: dict[str, str]) -> None:
         assert f":{port}:{port}" in block
 
 
+def test_monitoring_is_provisioned_from_ops_monitoring(services: dict[str, str]) -> None:
+    prometheus = services["prometheus"]
+    assert re.search(r"image: prom/prometheus:v\d+\.\d+\.\d+$", prometheus, re.MULTILINE)
+    assert f"- {MONITORING}:/etc/prometheus/civic:ro" in prometheus
+    assert "--config.file=/etc/prometheus/civic/prometheus.yml" in prometheus
+    # The rule file Prometheus loads is the one in this folder, under the path the mount gives it.
+    assert "- /etc/prometheus/civic/alerts.yml" in (MONITORING / "prometheus.yml").read_text()
+    assert "targets: [\"gateway:8000\"]" in (MONITORING / "prometheus.yml").read_text()
+    grafana = services["grafana"]
+    assert re.search(r"image: grafana/grafana:\d+\.\d+\.\d+$", grafana, re.MULTILINE)
+    assert f"- {MONITORING / 'grafana' / 'provisioning'}:/etc/grafana/provisioning:ro" in grafana
+    assert f"- {MONITORING / 'dashboard.json'}:/var/lib/grafana/dashboards/civic/dashboard.json:ro" in grafana
+    provider = (MONITORING / "grafana" / "provisioning" / "dashboards" / "civic.yml").read_text()
+    assert "path: /var/lib/grafana/dashboards/civic" in provider
+    datasource = (MONITORING / "grafana" / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    assert "uid: civic-prometheus" in datasource and "url: http://prometheus:9090" in datasource
+    assert re.search(r"image: prom/node-exporter:v\d+\.\d+\.\d+$", services["node-exporter"], re.MULTILINE)
+
+
 def test_no_real_secrets_in_compose_file() -> None:
     text = COMPOSE_FILE.read_text()
     for variable in (
@@ -235,6 +259,7 @@ def test_no_real_secrets_in_compose_file() -> None:
         "REPLICATION_PASSWORD",
         "GATEWAY_DB_PASSWORD",
         "GATEWAY_CURSOR_SECRET",
+        "GF_SECURITY_ADMIN_PASSWORD",
     ):
         for match in re.finditer(rf"\b{variable}: (\S+)", text):
             assert match.group(1).startswith("${"), f"{variable} is hard-coded: {match.group(0)}"
