@@ -14,6 +14,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -176,6 +177,7 @@ def create_app(
                 )
             finally:
                 metrics.singleton_jobs.set(0)
+
         tasks = [
             asyncio.create_task(search_log.run(active)),
             asyncio.create_task(metrics.run_sync()),
@@ -207,7 +209,27 @@ def create_app(
             Route("/graphql", endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
             *web_routes(),
         ],
-        middleware=[Middleware(TracingMiddleware, tracer=tracer)],
+        middleware=[
+            Middleware(TracingMiddleware, tracer=tracer),
+            # Browser apps on other origins: reads from anywhere by default, never with credentials (writes use a
+            # bearer token in a header, which CORS allows explicitly).
+            Middleware(
+                CORSMiddleware,
+                allow_origins=[o.strip() for o in settings.cors_allow_origins.split(",") if o.strip()],
+                allow_methods=["GET", "POST"],
+                allow_headers=[
+                    "content-type",
+                    "authorization",
+                    "x-consistency-token",
+                    "x-max-staleness-ms",
+                    "traceparent",
+                    "tracestate",
+                ],
+                expose_headers=["ratelimit", "ratelimit-policy", "retry-after"],
+                allow_credentials=False,
+                max_age=3600,
+            ),
+        ],
         lifespan=lifespan,
     )
     app.state.settings = settings

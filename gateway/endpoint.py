@@ -123,7 +123,9 @@ class Reply:
 
     __slots__ = ("body", "headers", "media", "status")
 
-    def __init__(self, body: bytes, *, status: int = 200, media: str = JSON, headers: dict[str, str] | None = None):
+    def __init__(
+        self, body: bytes, *, status: int = 200, media: str = JSON, headers: dict[str, str] | None = None
+    ):
         self.body = body
         self.status = status
         self.media = media
@@ -140,7 +142,12 @@ class Reply:
 
 
 def error_reply(
-    message: str, code: str, status: int, *, trace_id: str | None, media: str = JSON,
+    message: str,
+    code: str,
+    status: int,
+    *,
+    trace_id: str | None,
+    media: str = JSON,
     headers: dict[str, str] | None = None,
 ) -> Reply:
     """A GraphQL-shaped error for failures before execution, with the trace id."""
@@ -198,20 +205,30 @@ class GraphQLEndpoint:
         if media is None:
             await error_reply(
                 "this endpoint answers application/json or application/graphql-response+json",
-                BAD_USER_INPUT, 406, trace_id=trace_id,
+                BAD_USER_INPUT,
+                406,
+                trace_id=trace_id,
             ).send(send)
             return
         if method not in ("GET", "POST"):
             await error_reply(
-                f"{method} is not supported: use GET or POST", BAD_USER_INPUT, 405, trace_id=trace_id,
-                headers={"Allow": "GET, POST"}, media=media,
+                f"{method} is not supported: use GET or POST",
+                BAD_USER_INPUT,
+                405,
+                trace_id=trace_id,
+                headers={"Allow": "GET, POST"},
+                media=media,
             ).send(send)
             return
         ticket = self._admission.enter()
         if ticket is None:
             self._metrics.overloaded()
             await error_reply(
-                "the gateway is at capacity; retry shortly", OVERLOADED, 503, trace_id=trace_id, media=media,
+                "the gateway is at capacity; retry shortly",
+                OVERLOADED,
+                503,
+                trace_id=trace_id,
+                media=media,
                 headers={"Retry-After": str(self._admission.retry_after_s)},
             ).send(send)
             return
@@ -221,17 +238,28 @@ class GraphQLEndpoint:
         except TimeoutError:
             reply = error_reply(
                 f"the request took longer than {self._settings.request_timeout_s:g} s; narrow it and retry",
-                TIMEOUT, 504, trace_id=trace_id, media=media,
+                TIMEOUT,
+                504,
+                trace_id=trace_id,
+                media=media,
             )
             self._metrics.observe(
-                operation="", outcome="error", seconds=time.perf_counter() - started, statements=0,
-                codes=[TIMEOUT], trace_id=trace_id or "",
+                operation="",
+                outcome="error",
+                seconds=time.perf_counter() - started,
+                statements=0,
+                codes=[TIMEOUT],
+                trace_id=trace_id or "",
             )
         except RequestError as exc:
             reply = error_reply(exc.message, exc.code, exc.status, trace_id=trace_id, media=media)
             self._metrics.observe(
-                operation="", outcome="error", seconds=time.perf_counter() - started, statements=0,
-                codes=[exc.code], trace_id=trace_id or "",
+                operation="",
+                outcome="error",
+                seconds=time.perf_counter() - started,
+                statements=0,
+                codes=[exc.code],
+                trace_id=trace_id or "",
             )
         finally:
             self._admission.leave(ticket)
@@ -257,7 +285,13 @@ class GraphQLEndpoint:
         return b"".join(chunks)
 
     async def _handle(
-        self, scope: Scope, receive: Receive, headers: Headers, method: str, media: str, trace_id: str | None,
+        self,
+        scope: Scope,
+        receive: Receive,
+        headers: Headers,
+        method: str,
+        media: str,
+        trace_id: str | None,
         started: float,
     ) -> Reply:
         if method == "POST":
@@ -274,25 +308,40 @@ class GraphQLEndpoint:
 
         prepared = await self._prepared(req)
         if prepared is None:  # an APQ hash the gateway does not know: the client resends the text
-            return error_reply("PersistedQueryNotFound", PERSISTED_QUERY_NOT_FOUND, 200, trace_id=trace_id,
-                               media=media)
+            return error_reply(
+                "PersistedQueryNotFound", PERSISTED_QUERY_NOT_FOUND, 200, trace_id=trace_id, media=media
+            )
         if not prepared.ok:
             status = 400 if media == GRAPHQL_RESPONSE else 200
             self._metrics.observe(
-                operation="", outcome="error", seconds=time.perf_counter() - started, statements=0,
-                codes=[BAD_USER_INPUT], trace_id=trace_id or "",
+                operation="",
+                outcome="error",
+                seconds=time.perf_counter() - started,
+                statements=0,
+                codes=[BAD_USER_INPUT],
+                trace_id=trace_id or "",
             )
-            refusal = {"errors": [shape_error(e) for e in prepared.errors], "extensions": {"traceId": trace_id}}
+            refusal = {
+                "errors": [shape_error(e) for e in prepared.errors],
+                "extensions": {"traceId": trace_id},
+            }
             return Reply(orjson.dumps(refusal), status=status, media=media)
         op_type = prepared.operation_type(req.operation_name)
         if op_type is None:
             raise RequestError(
-                f"unknown operation {req.operation_name[:100]!r}" if req.operation_name
+                f"unknown operation {req.operation_name[:100]!r}"
+                if req.operation_name
                 else "the document has several operations: name one with operationName"
             )
         if method == "GET" and op_type is not OperationType.QUERY:
-            return error_reply("only queries may be sent with GET; use POST", BAD_USER_INPUT, 405,
-                               trace_id=trace_id, media=media, headers={"Allow": "POST"})
+            return error_reply(
+                "only queries may be sent with GET; use POST",
+                BAD_USER_INPUT,
+                405,
+                trace_id=trace_id,
+                media=media,
+                headers={"Allow": "POST"},
+            )
         client = scope.get("client")
         decision = self._limiter.check(
             self._limiter.client_key(
@@ -305,26 +354,42 @@ class GraphQLEndpoint:
         limit_headers = decision.headers()
         if not decision.allowed:
             self._metrics.observe(
-                operation=req.operation_name or "", outcome="error", seconds=time.perf_counter() - started,
-                statements=0, codes=[RATE_LIMITED], trace_id=trace_id or "",
+                operation=req.operation_name or "",
+                outcome="error",
+                seconds=time.perf_counter() - started,
+                statements=0,
+                codes=[RATE_LIMITED],
+                trace_id=trace_id or "",
             )
             return error_reply(
                 f"too many {decision.kind}s from this client: at most {decision.limit} a minute; retry in "
-                f"{decision.reset_s} s", RATE_LIMITED, 429, trace_id=trace_id, media=media, headers=limit_headers,
+                f"{decision.reset_s} s",
+                RATE_LIMITED,
+                429,
+                trace_id=trace_id,
+                media=media,
+                headers=limit_headers,
             )
 
         shareable = (
-            op_type is OperationType.QUERY and self._responses.enabled and prepared.reads_data(req.operation_name)
+            op_type is OperationType.QUERY
+            and self._responses.enabled
+            and prepared.reads_data(req.operation_name)
         )
         key = ""
         generation: int | None = None
         if shareable:
-            key = self._responses.key(prepared.key, req.operation_name, req.variables, routing.max_staleness_ms)
-            generation, stored = await self._responses.lookup(key, min_lsn=routing.min_lsn,
-                                                              max_staleness_ms=routing.max_staleness_ms)
+            key = self._responses.key(
+                prepared.key, req.operation_name, req.variables, routing.max_staleness_ms
+            )
+            generation, stored = await self._responses.lookup(
+                key, min_lsn=routing.min_lsn, max_staleness_ms=routing.max_staleness_ms
+            )
             if stored is not None:
                 reply = self._hit(stored, trace_id, media, started)
                 reply.headers.update(limit_headers)
+                if method == "GET" or _persisted_hash(req.extensions):
+                    reply.headers["Cache-Control"] = self._cache_control(True, routing)
                 return reply
 
         ctx = self._context(req, routing, viewer)
@@ -347,12 +412,20 @@ class GraphQLEndpoint:
         body += b',"extensions":' + orjson.dumps(extensions) + b"}"
         codes = [str(e["extensions"]["code"]) for e in errors]
         self._metrics.observe(
-            operation=ctx.operation_name or "", outcome="error" if codes else "ok",
-            seconds=time.perf_counter() - started, statements=ctx.statements, codes=codes,
+            operation=ctx.operation_name or "",
+            outcome="error" if codes else "ok",
+            seconds=time.perf_counter() - started,
+            statements=ctx.statements,
+            codes=codes,
             trace_id=trace_id or "",
         )
         if shareable and not errors and ctx.shareable and generation is not None:
             await self._responses.store(key, ctx, generation, data_bytes)
+        if (method == "GET" or _persisted_hash(req.extensions)) and op_type is OperationType.QUERY:
+            limit_headers = {
+                **limit_headers,
+                "Cache-Control": self._cache_control(shareable and not errors and ctx.shareable, routing),
+            }
         status = 200
         if result.data is None and errors and media == GRAPHQL_RESPONSE:
             status = 400 if all(e["extensions"]["code"] == BAD_USER_INPUT for e in errors) else 200
@@ -362,6 +435,14 @@ class GraphQLEndpoint:
             limit_headers = {**limit_headers, "Retry-After": str(self._admission.retry_after_s)}
         return Reply(body, status=status, media=media, headers=limit_headers)
 
+    def _cache_control(self, shared: bool, routing: RequestRouting) -> str:
+        """What HTTP caches may do with a GET or persisted-query response: keep it as long as the gateway's
+        own cache would, and no longer than the staleness the request accepted; nothing read for a token."""
+        if not shared or routing.min_lsn is not None:
+            return "no-store"
+        staleness_s = (routing.max_staleness_ms or 0) // 1000
+        return f"public, max-age={max(0, min(int(self._settings.cache_ttl_s), staleness_s))}"
+
     def _hit(self, stored: StoredResponse, trace_id: str | None, media: str, started: float) -> Reply:
         for text in stored.searches:
             self._search_log.record(text)
@@ -369,10 +450,16 @@ class GraphQLEndpoint:
         if trace_id:
             extensions["traceId"] = trace_id
         self._metrics.observe(
-            operation=stored.operation, outcome="ok", seconds=time.perf_counter() - started, statements=0,
-            codes=[], trace_id=trace_id or "",
+            operation=stored.operation,
+            outcome="ok",
+            seconds=time.perf_counter() - started,
+            statements=0,
+            codes=[],
+            trace_id=trace_id or "",
         )
-        return Reply(b'{"data":' + stored.data + b',"extensions":' + orjson.dumps(extensions) + b"}", media=media)
+        return Reply(
+            b'{"data":' + stored.data + b',"extensions":' + orjson.dumps(extensions) + b"}", media=media
+        )
 
     async def _prepared(self, req: GraphQLRequest) -> PreparedDocument | None:
         """The prepared document of a request (None for an unknown persisted-query hash)."""
@@ -429,7 +516,9 @@ class GraphQLEndpoint:
     async def _after_write(self) -> None:
         await self._cache.bump()
 
-    async def _execute(self, prepared: PreparedDocument, req: GraphQLRequest, ctx: Context) -> ExecutionResult:
+    async def _execute(
+        self, prepared: PreparedDocument, req: GraphQLRequest, ctx: Context
+    ) -> ExecutionResult:
         op_type = prepared.operation_type(req.operation_name)
         kind = "Mutation" if op_type is OperationType.MUTATION else "Query"
         name = req.operation_name or _only_name(prepared)
@@ -443,7 +532,10 @@ class GraphQLEndpoint:
             with self._tracer.start_as_current_span("GraphQL Execution"):
                 assert prepared.document is not None
                 outcome = execute(
-                    self._schema, prepared.document, context_value=ctx, variable_values=req.variables,
+                    self._schema,
+                    prepared.document,
+                    context_value=ctx,
+                    variable_values=req.variables,
                     operation_name=req.operation_name,
                 )
                 if asyncio.iscoroutine(outcome) or isinstance(outcome, asyncio.Future):
@@ -455,7 +547,13 @@ class GraphQLEndpoint:
         extensions: dict[str, Any] = {}
         if self._settings.routing_metadata and ctx.routing.decisions:
             extensions["routing"] = [
-                {"node": d.node, "role": d.role, "lagMs": d.lag_ms, "waitedMs": d.waited_ms, "retried": d.retried}
+                {
+                    "node": d.node,
+                    "role": d.role,
+                    "lagMs": d.lag_ms,
+                    "waitedMs": d.waited_ms,
+                    "retried": d.retried,
+                }
                 for d in ctx.routing.decisions
             ]
         extensions["statements"] = ctx.statements

@@ -85,6 +85,9 @@ class Settings(BaseSettings):
     rate_limit_enabled: bool = Field(default=True, description="per-client request budgets (HTTP 429 past them)")
     rate_limit_reads_per_minute: int = Field(default=1200, ge=1)
     rate_limit_writes_per_minute: int = Field(default=120, ge=1)
+    cors_allow_origins: str = Field(
+        default="*", description="origins whose browser apps may call the API (comma-separated; * is any, no credentials)"
+    )
     trusted_proxies: str = Field(
         default="", description="comma-separated addresses/CIDRs whose X-Forwarded-For is believed"
     )

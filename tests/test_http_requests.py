@@ -109,3 +109,31 @@ def test_apq_bodies_are_capped(http: httpx.Client) -> None:
                                        "extensions": {"persistedQuery": {"version": 1, "sha256Hash": digest}}})
     body = assert_coded_4xx(resp)
     assert "persisted queries are at most" in body["errors"][0]["message"]  # type: ignore[index]
+
+
+def test_browsers_on_other_origins_may_call_the_api(http: httpx.Client) -> None:
+    preflight = http.options("/graphql", headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type, x-consistency-token",
+    })
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert "POST" in preflight.headers["access-control-allow-methods"]
+    assert "x-consistency-token" in preflight.headers["access-control-allow-headers"].lower()
+    assert "access-control-allow-credentials" not in preflight.headers
+    resp = http.post("/graphql", json={"query": "{ __typename }"}, headers={"Origin": "https://app.example"})
+    assert resp.headers["access-control-allow-origin"] == "*"
+    assert "ratelimit" in resp.headers["access-control-expose-headers"].lower()
+
+
+def test_get_responses_say_how_long_caches_may_keep_them(http: httpx.Client) -> None:
+    query = '{ search(query: "budget", first: 2) { edges { node { sourceId } } } }'
+    fresh = http.get("/graphql", params={"query": query})
+    again = http.get("/graphql", params={"query": query})
+    for resp in (fresh, again):
+        assert resp.status_code == 200 and resp.headers["cache-control"] == "public, max-age=5"
+    tight = http.get("/graphql", params={"query": query}, headers={"X-Max-Staleness-Ms": "0"})
+    assert tight.headers["cache-control"] == "public, max-age=0"
+    introspection = http.get("/graphql", params={"query": "{ __typename }"})
+    assert introspection.headers["cache-control"] == "no-store"
+    assert "cache-control" not in http.post("/graphql", json={"query": query}).headers
