@@ -4,7 +4,8 @@
 - node-loss: the primary's Patroni and PostgreSQL SIGKILLed together; the node is not restarted during the load.
 - rejoin: node-loss, then the old primary's Patroni is started again after ``down_s``: it must rejoin as a
   replica (pg_rewind) on its own.
-- crash: the primary's PostgreSQL alone SIGKILLed; its Patroni restarts it (or a replica takes over).
+- crash: the primary's PostgreSQL alone SIGKILLed, its Patroni alive: a replica takes over at once
+  (``primary_start_timeout: 0``), or Patroni restarts it when no replica can.
 - switchover: ``patronictl switchover`` to the first standby, a planned change of primary.
 - etcd-cut: the primary's Patroni cut off from etcd (a proxy in between is closed): it must demote its
   PostgreSQL by itself before the lock expires, and another node is promoted after ``ttl``.
@@ -52,14 +53,11 @@ async def _blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
 
 
 def _wait_new_primary(layout: stack.StackLayout, *, other_than: str | None, timeout: float = 90.0) -> str:
-    """Poll Patroni's REST APIs until a node (not ``other_than``, when given) answers 200 on ``/primary``."""
+    """Poll until a node (not ``other_than``, when given) is primary by Patroni's account and accepts writes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for name in layout.node_names:
-            if name == other_than:
-                continue
-            resp = patroni.rest(layout, name, "/primary", timeout=1.0)
-            if resp is not None and resp.status_code == 200:
+            if name != other_than and patroni.accepts_writes(layout, name):
                 return name
         time.sleep(0.1)
     raise DrillError(f"Patroni made no new primary within {timeout:.0f} s: see {layout.dir}/patroni/*.log")
@@ -117,7 +115,8 @@ async def rejoin_script(layout: stack.StackLayout, opts: DrillOptions, clock: Cl
 
 
 async def crash_script(layout: stack.StackLayout, opts: DrillOptions, clock: Clock, sc: Scenario) -> None:
-    """Kill the primary's PostgreSQL alone (postmaster and backends); its Patroni lives and restarts it."""
+    """Kill the primary's PostgreSQL alone (postmaster and backends); its Patroni lives and hands over (or
+    restarts it, as configured)."""
     old = sc.primary_before
     await clock.sleep_until(opts.duration_s * opts.fault_at)
     clock.mark("fault", f"{old} (primary): PostgreSQL SIGKILLed, Patroni alive")

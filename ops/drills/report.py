@@ -167,17 +167,18 @@ def build_report(
             lambda r: r.primary == new and all(r.healthy.get(n) for n in expected),
         )
         t_restart = clock.first("restart")
-        # Writes acknowledged by the old primary after the new one was promoted: acknowledged by two
-        # primaries (split brain). Patroni's leader lock must keep this at 0.
-        t_promoted = clock.first("promoted")
+        # Writes acknowledged by the old primary once the new one was primary (promoted by the drill's clock, or
+        # its first acknowledged write, whichever came first): acknowledged by two primaries, a split brain.
+        # Patroni's leader lock must keep this at 0.
+        t_new_primary = min((t for t in (clock.first("promoted"), first_ack) if t is not None), default=None)
         two_primaries = sum(
             1
             for s in writes
             if s.ok
             and new != victim
             and victim in s.nodes
-            and t_promoted is not None
-            and s.ended >= t_promoted
+            and t_new_primary is not None
+            and s.ended >= t_new_primary
         )
         recovery = {
             "first_write_acked_by_new_primary_s": _since(first_ack, t_fault),

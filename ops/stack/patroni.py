@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 
 from ops.stack.binaries import pg_bin, pg_bindir
 from ops.stack.layout import DATABASE, SERVER_USER, StackError, StackLayout
 from ops.stack.nodes import memory_parameters
-from ops.stack.process import pid_alive, run_command, server_uid_gid, spawn_daemon, stop_pidfile
+from ops.stack.process import pid_alive, process_gone, run_command, server_uid_gid, spawn_daemon, stop_pidfile
 
 SCOPE = "civic"
 #: Failover timing. Patroni refuses a ``ttl`` below 20 s, and needs ``loop_wait + 2 * retry_timeout <= ttl`` so
@@ -179,7 +180,13 @@ def patroni_config(layout: StackLayout, name: str, *, etcd_port: int | None = No
         "name": name,
         "log": {"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s"},
         "restapi": {"listen": f"127.0.0.1:{rest}", "connect_address": f"127.0.0.1:{rest}"},
-        "etcd3": {"hosts": [f"127.0.0.1:{etcd_port or layout.etcd_port}"], "protocol": "http"},
+        "etcd3": {
+            "hosts": [f"127.0.0.1:{etcd_port or layout.etcd_port}"],
+            "protocol": "http",
+            # Through a proxy, Patroni must not discover etcd's members and talk to their advertised URLs
+            # directly (it does by default), or closing the proxy would cut nothing.
+            **({"use_proxies": True} if etcd_port else {}),
+        },
         "bootstrap": {
             "dcs": {
                 "ttl": TTL_S,
@@ -188,6 +195,12 @@ def patroni_config(layout: StackLayout, name: str, *, etcd_port: int | None = No
                 # A replica more than 16 MB behind is not promoted (async mode): it would lose that much.
                 "maximum_lag_on_failover": 16 * 1024 * 1024,
                 "synchronous_mode": layout.synchronous,
+                # A primary whose PostgreSQL crashes (its Patroni alive) hands over to a replica at once instead
+                # of restarting: Patroni 3.0's restart path (single-user crash recovery for pg_rewind, start
+                # read-only, promote) took 9-12 s here, the handover 3-4 s. Patroni only does it when a healthy
+                # replica is there, else it restarts. The cost, in asynchronous mode, is the same bound as a
+                # node loss (docs/operations.md): a restart would have lost nothing.
+                "primary_start_timeout": 0,
                 "postgresql": {"use_pg_rewind": True, "use_slots": True, "parameters": DCS_PARAMETERS},
             },
             # The old stack's initdb: UTF-8, C.UTF-8 locale, data checksums (pg_rewind needs them or hints).
@@ -257,11 +270,7 @@ def postmaster_pid(layout: StackLayout, name: str) -> int | None:
         pid = int((layout.node_dir(name) / "postmaster.pid").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    return pid
+    return None if process_gone(pid) else pid
 
 
 def _children(pid: int) -> list[int]:
@@ -278,36 +287,40 @@ def _children(pid: int) -> list[int]:
 
 
 def _kill(pids: list[int], *, timeout: float = 10.0) -> None:
-    """SIGKILL every pid and wait until they are gone (delivery is asynchronous: a port stays open till then)."""
+    """SIGKILL every pid at once, then wait until they are gone (delivery is asynchronous: a port stays open
+    until the process is)."""
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + timeout
-    for pid in pids:
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.01)
+    while time.monotonic() < deadline and not all(process_gone(pid) for pid in pids):
+        time.sleep(0.01)
+
+
+def _postgres_pids(layout: StackLayout, name: str) -> list[int]:
+    pid = postmaster_pid(layout, name)
+    return [] if pid is None else [pid, *_children(pid)]
+
+
+def _patroni_pid(layout: StackLayout, name: str) -> list[int]:
+    pidfile = _pidfile(layout, f"patroni-{name}")
+    with contextlib.suppress(OSError, ValueError):
+        if pid_alive(pidfile):
+            return [int(pidfile.read_text().strip())]
+    return []
 
 
 def kill_postgres(layout: StackLayout, name: str) -> int | None:
     """SIGKILL node ``name``'s postmaster and its backends (a crash); returns the postmaster's pid."""
-    pid = postmaster_pid(layout, name)
-    if pid is None:
-        return None
-    _kill([pid, *_children(pid)])
-    return pid
+    pids = _postgres_pids(layout, name)
+    _kill(pids)
+    return pids[0] if pids else None
 
 
 def kill_node(layout: StackLayout, name: str) -> None:
-    """Node loss: SIGKILL Patroni and its PostgreSQL together, so nothing restarts or demotes anything."""
-    pidfile = _pidfile(layout, f"patroni-{name}")
-    with contextlib.suppress(OSError, ValueError):
-        if pid_alive(pidfile):
-            _kill([int(pidfile.read_text().strip())])
-    kill_postgres(layout, name)
+    """Node loss: SIGKILL Patroni and its PostgreSQL in the same instant, so nothing restarts, demotes or
+    serves anything in between."""
+    _kill([*_patroni_pid(layout, name), *_postgres_pids(layout, name)])
 
 
 def repoint_etcd(layout: StackLayout, name: str, *, etcd_port: int | None, timeout: float = 30.0) -> None:
@@ -316,10 +329,7 @@ def repoint_etcd(layout: StackLayout, name: str, *, etcd_port: int | None, timeo
     Patroni is SIGKILLed, so it neither stops PostgreSQL nor gives up its lock; the new Patroni finds the
     server running and its own name on the lock (ttl not yet expired) and carries on in the same role.
     """
-    pidfile = _pidfile(layout, f"patroni-{name}")
-    with contextlib.suppress(OSError, ValueError):
-        if pid_alive(pidfile):
-            _kill([int(pidfile.read_text().strip())])
+    _kill(_patroni_pid(layout, name))
     start_patroni(layout, name, etcd_port=etcd_port)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -371,13 +381,27 @@ def leader(layout: StackLayout) -> str | None:
     return next((str(m["name"]) for m in view.get("members", []) if m.get("role") == "leader"), None)
 
 
+def accepts_writes(layout: StackLayout, name: str) -> bool:
+    """Whether node ``name``'s Patroni says it is the primary *and* its PostgreSQL, asked directly, is out of
+    recovery. Patroni alone is not enough: while it restarts a crashed PostgreSQL its ``/primary`` still
+    answers 200 from the role it had cached."""
+    resp = rest(layout, name, "/primary", timeout=1.0)
+    if resp is None or resp.status_code != 200:
+        return False
+    try:
+        with psycopg.connect(layout.direct_dsn(name, dbname="postgres"), autocommit=True) as conn:
+            row = conn.execute("SELECT NOT pg_is_in_recovery()").fetchone()
+    except psycopg.OperationalError:
+        return False
+    return bool(row and row[0])
+
+
 def wait_primary(layout: StackLayout, name: str | None = None, *, timeout: float = 120.0) -> str:
-    """Wait until ``name`` (or any node) answers 200 on ``/primary``: it holds the lock and accepts writes."""
+    """Wait until ``name`` (or any node) is the primary and accepts writes (:func:`accepts_writes`)."""
     deadline = time.monotonic() + timeout
     while True:
         for node in [name] if name else layout.node_names:
-            resp = rest(layout, node, "/primary")
-            if resp is not None and resp.status_code == 200:
+            if accepts_writes(layout, node):
                 return node
         if time.monotonic() > deadline:
             what = name or "any node"
