@@ -63,27 +63,45 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-async def readyz(request: Request) -> JSONResponse:
-    """Readiness: 200 when reads can be served and writes can reach a primary, else 503 saying what is missing."""
+def _readiness(request: Request) -> tuple[dict[str, object], bool, bool]:
+    """The routing state both readiness endpoints report: (body, reads servable, writes servable)."""
     router: Router | None = request.app.state.router_ref.get("router")
     if router is None:
-        return JSONResponse({"ready": False, "missing": ["router not started"]}, status_code=503)
+        return {"ready": False, "writable": False, "missing": ["router not started"], "nodes": []}, False, False
     nodes = router.nodes()
     healthy = [n for n in nodes if n.healthy]
-    primary = [n for n in healthy if n.role == "primary"]
+    reads = bool(healthy)
+    writes = any(n.role == "primary" for n in healthy)
     missing = []
-    if not healthy:
+    if not reads:
         missing.append("reads: no healthy node")
-    if not primary:
+    if not writes:
         missing.append("writes: no primary reachable")
-    body = {
-        "ready": not missing,
+    body: dict[str, object] = {
+        "ready": reads,
+        "writable": writes,
         "missing": missing,
         "nodes": [
             {"name": n.name, "healthy": n.healthy, "role": n.role, "lagSeconds": n.lag_s} for n in nodes
         ],
     }
-    return JSONResponse(body, status_code=200 if not missing else 503)
+    return body, reads, writes
+
+
+async def readyz(request: Request) -> JSONResponse:
+    """Read readiness: 200 while reads can be served, even with no primary (``writable`` says whether writes can).
+
+    A failover leaves the replicas serving reads for the 20-odd seconds until a new primary is elected; a load
+    balancer that pulled the gateway then would turn a write outage into a full one. Writes have /readyz/write.
+    """
+    body, reads, _ = _readiness(request)
+    return JSONResponse(body, status_code=200 if reads else 503)
+
+
+async def readyz_write(request: Request) -> JSONResponse:
+    """Write readiness: 200 only when a primary is reachable, for the routes (or balancers) that carry writes."""
+    body, _, writes = _readiness(request)
+    return JSONResponse(body, status_code=200 if writes else 503)
 
 
 def create_app(
@@ -205,6 +223,7 @@ def create_app(
         routes=[
             Route("/healthz", healthz),
             Route("/readyz", readyz),
+            Route("/readyz/write", readyz_write),
             Route("/metrics", metrics.endpoint),
             Route("/graphql", endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
             *web_routes(),

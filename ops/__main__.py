@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 def _cmd_stack(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
     if args.action == "up":
-        layout = stack.up(directory, replicas=args.replicas, base_port=args.base_port)
+        layout = stack.up(
+            directory, replicas=args.replicas, base_port=args.base_port, synchronous=True if args.sync else None
+        )
         print(f"stack up in {layout.dir}")
         _print_status(directory)
         print("\nexport these to point a gateway at it:")
@@ -56,6 +58,16 @@ def _print_status(directory: Path) -> bool:
         print(
             f"{r.name:<7} {r.port:>6} {r.role:<8} {r.timeline or '-':>3} {r.lsn or '-':<14} {lag:>8}  {r.log_dir}"
         )
+    view = stack.cluster(layout)
+    members = {str(m["name"]): m for m in (view or {}).get("members", [])}
+    etcd = "running" if stack.etcd_running(layout) else "stopped"
+    mode = "synchronous" if layout.synchronous else "asynchronous"
+    print(f"etcd      127.0.0.1:{layout.etcd_port} {etcd}  log {layout.dir}/etcd.log  ({mode} replication)")
+    for name, port in zip(layout.node_names, layout.patroni_ports, strict=True):
+        member = members.get(name)
+        said = f"{member.get('role')} {member.get('state')}" if member else "not in the cluster"
+        alive = "running" if stack.patroni_running(layout, name) else "stopped"
+        print(f"patroni   {name} 127.0.0.1:{port} {alive}: {said}  log {layout.dir}/patroni/{name}.log")
     bouncer = "running" if stack.pgbouncer_running(layout) else "stopped"
     print(f"pgbouncer 127.0.0.1:{layout.pgbouncer_port} {bouncer}  log {layout.dir}/pgbouncer.log")
     if layout.redis_port:
@@ -119,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m ops", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    st = sub.add_parser("stack", help="boot, inspect or stop the local primary/replicas/PgBouncer/Redis")
+    st = sub.add_parser("stack", help="boot, inspect or stop the local etcd/Patroni nodes/PgBouncer/Redis")
     st.add_argument("action", choices=["up", "down", "status", "env"])
     st.add_argument("--replicas", type=int, default=2)
     st.add_argument("--dir", default=str(stack.DEFAULT_DIR))
@@ -127,7 +139,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--base-port",
         type=int,
         default=stack.DEFAULT_BASE_PORT,
-        help="primary's port; replicas follow, PgBouncer is +1000, Redis +950",
+        help="primary's port; replicas follow, Patroni's REST APIs are +800.., etcd +900/+901, Redis +950, "
+        "PgBouncer +1000",
+    )
+    st.add_argument(
+        "--sync", action="store_true", help="up: turn on Patroni's synchronous_mode (no acknowledged write lost)"
     )
     st.set_defaults(func=_cmd_stack)
 

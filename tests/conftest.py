@@ -34,9 +34,15 @@ STACK_FIXTURES = frozenset({"stack_layout", "own_stack", "drill_stack"})
 
 #: Warnings of the CPU regression gate (a figure past 1.2x its baseline), printed at the end of the run.
 CPU_WARNINGS: list[str] = []
+#: Timings of the failover drills run by the suite (reported, not asserted beyond their behavioural bounds).
+DRILL_TIMINGS: list[str] = []
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if DRILL_TIMINGS:
+        terminalreporter.section("failover drills: timings")
+        for line in DRILL_TIMINGS:
+            terminalreporter.write_line(line)
     if CPU_WARNINGS:
         terminalreporter.section("CPU per request: warnings")
         for line in CPU_WARNINGS:

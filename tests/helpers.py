@@ -65,11 +65,11 @@ async def eventually_async(
 def free_base_port(*, replicas: int) -> int:
     """A base port for a throwaway stack, starting from a port the OS hands out, with every port it needs free.
 
-    A stack listens on base..base+replicas (PostgreSQL), base+950 (Redis) and base+1000 (PgBouncer), so one
-    free port is not enough; asking the OS rather than scanning a fixed range keeps stacks that start at the
+    A stack listens on base..base+replicas (PostgreSQL), base+800.. (Patroni), base+900/901 (etcd), base+950
+    (Redis) and base+1000 (PgBouncer), so one free port is not enough; asking the OS rather than scanning a fixed range keeps stacks that start at the
     same time on one machine (other test runs included) from picking the same block.
     """
-    offsets = [*range(replicas + 1), 950, 1000]
+    offsets = stack.port_offsets(replicas)
     for _ in range(200):
         base = free_port()
         if base + max(offsets) < 65536 and all(stack.port_is_free(base + o) for o in offsets):

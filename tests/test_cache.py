@@ -49,15 +49,17 @@ def test_only_the_first_three_pages_are_cached(client: httpx.Client) -> None:
 @pytest.fixture()
 def paused_replicas(stack_layout: stack.StackLayout) -> Iterator[None]:
     replicas = stack_layout.node_names[1:]
-    try:
-        for name in replicas:
-            with psycopg.connect(stack_layout.direct_dsn(name), autocommit=True) as conn:
-                conn.execute("SELECT pg_wal_replay_pause()")
-        yield
-    finally:
-        for name in replicas:
-            with psycopg.connect(stack_layout.direct_dsn(name), autocommit=True) as conn:
-                conn.execute("SELECT pg_wal_replay_resume()")
+    # Patroni resumes paused replay within a loop unless the cluster is in maintenance mode.
+    with stack.maintenance(stack_layout):
+        try:
+            for name in replicas:
+                with psycopg.connect(stack_layout.direct_dsn(name), autocommit=True) as conn:
+                    conn.execute("SELECT pg_wal_replay_pause()")
+            yield
+        finally:
+            for name in replicas:
+                with psycopg.connect(stack_layout.direct_dsn(name), autocommit=True) as conn:
+                    conn.execute("SELECT pg_wal_replay_resume()")
 
 
 def test_no_cached_result_older_than_a_write_reaches_the_token_holder(

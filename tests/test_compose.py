@@ -24,11 +24,23 @@ DOCKERFILE = ROOT / "Dockerfile"
 OPS_DOCKER = ROOT / "ops" / "docker"
 
 SERVICES = {
-    "pg-primary", "pg-replica1", "pg-replica2", "pgbouncer", "redis", "jaeger", "gateway",
-    "prometheus", "node-exporter", "grafana",
+    "etcd1",
+    "etcd2",
+    "etcd3",
+    "node1",
+    "node2",
+    "node3",
+    "pgbouncer",
+    "redis",
+    "jaeger",
+    "gateway",
+    "prometheus",
+    "node-exporter",
+    "grafana",
 }
 MONITORING = ROOT / "ops" / "monitoring"
-POSTGRES_SERVICES = ("pg-primary", "pg-replica1", "pg-replica2")
+POSTGRES_SERVICES = ("node1", "node2", "node3")
+ETCD_SERVICES = ("etcd1", "etcd2", "etcd3")
 # Variables the compose file reads with defaults; unset so the check sees the file's own defaults.
 COMPOSE_VARIABLES = (
     "POSTGRES_PASSWORD",
@@ -144,40 +156,55 @@ def test_every_service_has_resource_limits(services: dict[str, str]) -> None:
 def test_postgres_services(services: dict[str, str]) -> None:
     for name in POSTGRES_SERVICES:
         block = services[name]
-        assert "image: postgres:15" in block, name
+        assert "dockerfile: ops/docker/patroni.Dockerfile" in block, name
         assert "shm_size" in _top_level_keys(block), f"{name} has no shm_size"
-        assert "pg_isready" in block, f"{name}'s healthcheck does not use pg_isready"
-        # Every node reads the shared settings (wal_level, hot_standby, preloaded libraries).
-        assert "ops/postgresql.conf:/etc/postgresql/postgresql.conf:ro" in block, name
-        assert "config_file=/etc/postgresql/postgresql.conf" in block, name
-        assert "listen_addresses=*" in block, name
+        # Healthchecks ask Patroni's REST API, which knows whether its PostgreSQL runs.
+        assert "http://127.0.0.1:8008/health" in block, f"{name}'s healthcheck does not ask Patroni"
+    dockerfile = (OPS_DOCKER / "patroni.Dockerfile").read_text()
+    assert re.search(r"^FROM postgres:15", dockerfile, re.MULTILINE)
+    assert "apt-get install -y --no-install-recommends patroni" in dockerfile
+    # Every node reads the shared settings (observability, checkpoints) as Patroni's custom_conf.
+    assert "COPY ops/postgresql.conf /etc/postgresql/base.conf" in dockerfile
+    assert "custom_conf: /etc/postgresql/base.conf" in (OPS_DOCKER / "patroni.yml").read_text()
     conf = (ROOT / "ops" / "postgresql.conf").read_text()
     assert re.search(r"^wal_level = replica", conf, re.MULTILINE)
     assert re.search(r"^hot_standby = on", conf, re.MULTILINE)
     assert re.search(r"^shared_preload_libraries = 'pg_stat_statements,auto_explain'", conf, re.MULTILINE)
 
 
-def test_replicas_clone_the_primary(services: dict[str, str]) -> None:
-    slots = set()
-    for name in ("pg-replica1", "pg-replica2"):
-        block = services[name]
-        assert "replica-entrypoint.sh" in block, name
-        assert "PRIMARY_HOST: pg-primary" in block, name
-        slot = re.search(r"REPLICATION_SLOT: (\S+)", block)
-        assert slot, f"{name} has no replication slot"
-        slots.add(slot.group(1))
-        assert re.search(r"depends_on:\n      pg-primary:\n        condition: service_healthy", block), name
-    assert len(slots) == 2, "the replicas must use different slots"
-    script = (OPS_DOCKER / "replica-entrypoint.sh").read_text()
-    assert re.search(r"pg_basebackup .*\n?.*-R -C -S \"\$REPLICATION_SLOT\"", script)
-    assert "exec docker-entrypoint.sh" in script
+def test_nodes_run_under_patroni_with_etcd(services: dict[str, str]) -> None:
+    names = set()
+    for name in POSTGRES_SERVICES:
+        env = _environment(services[name])
+        names.add(env["PATRONI_NAME"])
+        assert env["PATRONI_ETCD3_HOSTS"] == "etcd1:2379,etcd2:2379,etcd3:2379", name
+        assert env["PATRONI_POSTGRESQL_CONNECT_ADDRESS"] == f"{name}:5432"
+        assert env["PATRONI_RESTAPI_CONNECT_ADDRESS"] == f"{name}:8008"
+        for etcd in ETCD_SERVICES:
+            assert re.search(rf"^      {etcd}:\n        condition: service_healthy", services[name], re.MULTILINE)
+    assert names == set(POSTGRES_SERVICES)
+    patroni = (OPS_DOCKER / "patroni.yml").read_text()
+    for setting in (
+        "ttl: 20",
+        "loop_wait: 1",
+        "retry_timeout: 3",
+        "use_pg_rewind: true",
+        "use_slots: true",
+        "max_slot_wal_keep_size: 2GB",
+        "- data-checksums",
+    ):
+        assert setting in patroni, setting
+    assert re.search(r"^    - host replication replicator all scram-sha-256$", patroni, re.MULTILINE)
 
 
-def test_primary_allows_replication(services: dict[str, str]) -> None:
-    assert "/docker-entrypoint-initdb.d/" in services["pg-primary"]
-    script = (OPS_DOCKER / "primary-init.sh").read_text()
-    assert "REPLICATION" in script
-    assert re.search(r"^host replication replicator all scram-sha-256$", script, re.MULTILINE)
+def test_three_etcd_members(services: dict[str, str]) -> None:
+    clusters = set()
+    for name in ETCD_SERVICES:
+        env = _environment(services[name])
+        assert env["ETCD_NAME"] == name
+        clusters.add(env["ETCD_INITIAL_CLUSTER"])
+        assert "etcdctl" in services[name] and "endpoint" in services[name], f"{name}'s healthcheck"
+    assert clusters == {"etcd1=http://etcd1:2380,etcd2=http://etcd2:2380,etcd3=http://etcd3:2380"}
 
 
 def test_pgbouncer_configuration() -> None:
@@ -187,7 +214,7 @@ def test_pgbouncer_configuration() -> None:
     assert settings["default_pool_size"] == "25"
     assert settings["max_client_conn"] == "200"
     assert settings["listen_port"] == "6432"
-    for host, alias in (("pg-primary", "node1"), ("pg-replica1", "node2"), ("pg-replica2", "node3")):
+    for host, alias in (("node1", "node1"), ("node2", "node2"), ("node3", "node3")):
         assert f"{alias} = host={host} port=5432 dbname=civic\n" in ini
         assert re.search(
             rf"^{alias}_session = host={host} port=5432 dbname=civic pool_mode=session", ini, re.MULTILINE
@@ -268,8 +295,7 @@ def test_no_real_secrets_in_compose_file() -> None:
 
 def test_shell_scripts_parse() -> None:
     for script, shell in (
-        ("primary-init.sh", "bash"),
-        ("replica-entrypoint.sh", "bash"),
+        ("patroni-post-init.sh", "sh"),
         ("pgbouncer-entrypoint.sh", "sh"),
     ):
         binary = shutil.which(shell)

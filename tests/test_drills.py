@@ -1,12 +1,13 @@
 """Short forms of the failover drills, each on a throwaway stack of its own (the session stack is never failed).
 
-Each test boots a primary and two replicas in a temp folder on free ports, loads a tiny corpus, runs the drill
-with 10 clients for 12 s and checks the drill's targets and its report files. The stack is always destroyed.
+Each test boots etcd, a primary and two replicas under Patroni in a temp folder on free ports, loads a tiny
+corpus, runs the drill with 10 clients and checks the drill's targets and its report files. The stack is always
+destroyed. The node-loss drill is the CI form of issue 13's target: the primary's node SIGKILLed, nothing done
+by anyone, and writes must come back by Patroni alone, with no failed read and no acknowledged write lost.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import tempfile
@@ -17,6 +18,7 @@ import pytest
 
 from ops import drills, stack
 from ops.common.database import migrate_and_load
+from tests.conftest import DRILL_TIMINGS
 from tests.helpers import free_base_port
 
 pytestmark = pytest.mark.slow
@@ -36,12 +38,7 @@ def drill_stack() -> Iterator[tuple[Path, int]]:
         migrate_and_load(stack.primary_admin_dsn(layout), pages=PAGES, progress=False, workers=1)
         yield directory, base
     finally:
-        found = stack.StackLayout.load(directory)
-        if found is not None:
-            # A throwaway stack needs no shutdown checkpoint: an immediate stop saves seconds per node.
-            for name in found.node_names:
-                with contextlib.suppress(stack.StackError):
-                    stack.stop_node(found, name, mode="immediate")
+        # A throwaway stack needs no clean shutdown: destroy kills every server before deleting the folder.
         stack.destroy(directory)
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -87,25 +84,40 @@ def test_replica_loss_drill_fails_no_read(drill_stack: tuple[Path, int], tmp_pat
     )
 
 
-def test_primary_failover_drill_with_sync_loses_no_acked_write(
+#: Issue 13: writes are back within the leader lock's ttl (20 s) plus promotion and discovery (25 s), plus
+#: slack for the gateway's health poll and a loaded 2-core machine in CI. Speed is reported, not asserted.
+WRITES_BACK_WITHIN_S = 25.0 + 5.0
+
+
+def test_node_loss_drill_recovers_writes_by_itself_and_loses_nothing(
     drill_stack: tuple[Path, int], tmp_path: Path
 ) -> None:
     directory, base = drill_stack
-    report = drills.run_drill("primary-failover", _options(directory, base, tmp_path, writers=3, sync=True))
+    opts = _options(directory, base, tmp_path, writers=3, sync=True, duration_s=45.0, fault_at=0.2)
+    report = drills.run_drill("node-loss", opts)
 
-    assert report["requests"]["failed_reads"] == 0, report["errors"]
-    # Writes come back on the new primary; how soon is a figure for the drill's report, not a pass/fail here.
-    gap = report["recovery"]["writes_unavailable"]
-    assert gap is not None and gap["seconds"] is not None, gap
+    recovery, detection = report["recovery"], report["detection"]
+    gap = recovery["writes_unavailable"]
     acked = report["acknowledged_writes"]
+    DRILL_TIMINGS.append(
+        f"node-loss drill (sync): Patroni promoted {report['topology']['new_primary']} "
+        f"{detection['patroni_promoted_s']} s after the kill; /readyz showed it at "
+        f"{detection['readyz_shows_new_primary_s']} s; writes unavailable {gap and gap['seconds']} s; "
+        f"{report['requests']['reads']} reads ({report['requests']['failed_reads']} failed), "
+        f"{acked['acked']} acknowledged writes ({acked['lost']} lost); healed after the drill in "
+        f"{recovery['healed_after_drill_s']} s"
+    )
+    assert report["requests"]["failed_reads"] == 0, report["errors"]
+    assert gap is not None and gap["seconds"] is not None, gap
+    assert gap["seconds"] <= WRITES_BACK_WITHIN_S, gap
     assert acked["acked"] > 0 and acked["lost"] == 0, acked
+    assert recovery["writes_acked_by_old_primary_after_promotion"] == 0
     assert report["topology"]["new_primary"] in ("node2", "node3")
-    behaviour = [t for t in report["targets"] if not t["target"].startswith("writes unavailable")]
-    assert all(t["met"] for t in behaviour), report["targets"]
-    _files_written(report, tmp_path, "primary-failover-sync")
-    # Every node streams from the new primary, and the drill put replication back to asynchronous.
+    assert [e["what"] for e in report["events"]][:3] == ["fault", "stopped", "promoted"]
+    _files_written(report, tmp_path, "node-loss-sync")
+    # The lost node was started again after the load and rejoined the new primary (Patroni's pg_rewind).
+    assert recovery["healed_after_drill_s"] is not None
     layout = stack.StackLayout.load(directory)
     assert layout is not None
     primary, standbys = drills.check_topology(layout)
-    assert primary == report["topology"]["new_primary"] and len(standbys) == 2
-    assert drills.show_setting(layout, primary, "synchronous_standby_names") == ""
+    assert primary == report["topology"]["new_primary"] and "node1" in standbys

@@ -177,14 +177,19 @@ def test_health_endpoints(
     gw, _ = traced
     assert httpx.get(f"{gw.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{gw.url}/readyz")
-    assert ready.status_code == 200 and ready.json()["ready"] is True
-    # A gateway that knows only replicas can serve reads but no writes: 503, saying which part is missing.
+    assert ready.status_code == 200 and ready.json()["ready"] is True and ready.json()["writable"] is True
+    assert httpx.get(f"{gw.url}/readyz/write").status_code == 200
+    # A gateway that knows only replicas can serve reads but no writes: read-ready (200, the write state in the
+    # body) but not write-ready (503, saying which part is missing).
     env = stack_layout.gateway_env()
     replicas_only = ",".join(p for p in env["GATEWAY_NODES"].split(",") if not p.startswith("node1="))
     with ServedGateway(gateway_settings(stack_layout, nodes=replicas_only)) as gw2:
         resp = httpx.get(f"{gw2.url}/readyz")
-        assert resp.status_code == 503
+        assert resp.status_code == 200
+        assert resp.json()["ready"] is True and resp.json()["writable"] is False
         assert resp.json()["missing"] == ["writes: no primary reachable"]
+        write = httpx.get(f"{gw2.url}/readyz/write")
+        assert write.status_code == 503 and write.json()["missing"] == ["writes: no primary reachable"]
 
 
 def test_nothing_configured_means_no_export() -> None:

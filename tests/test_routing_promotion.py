@@ -1,8 +1,9 @@
 """Promotion and split brain on a throwaway stack of its own (the shared session stack is never promoted).
 
-The scenario of a failover drill, bounded in time: the primary crashes, writes are refused, a replica is
-promoted and takes writes within 3 s with no restart of the router, then the old primary comes back on its old
-timeline, still claiming to be primary, and is refused.
+The scenario of a failover, bounded in time: the primary's node is lost (Patroni and PostgreSQL SIGKILLed),
+writes are refused, Patroni promotes the replica once the leader lock expires, and the router takes writes
+there within 3 s with no restart. Then the old primary's PostgreSQL is started by hand *without* its Patroni,
+on its old timeline, still claiming to be primary (what Patroni exists to prevent), and the router refuses it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +21,7 @@ import psycopg
 import pytest
 
 from ops import stack
+from ops.stack.process import as_server_user
 from routing import NoPrimaryError, RequestRouting, Router, RouterConfig
 from tests.helpers import eventually_async, free_base_port
 
@@ -36,7 +39,7 @@ def own_stack() -> Iterator[stack.StackLayout]:
 
 
 async def _served_by(conn: psycopg.AsyncConnection[Any]) -> str:
-    cur = await conn.execute("SELECT current_setting('cluster_name')")
+    cur = await conn.execute("SELECT current_setting('civic.node_name')")
     row = await cur.fetchone()
     assert row is not None
     return str(row[0])
@@ -54,13 +57,13 @@ async def test_promotion_is_followed_and_the_old_primary_refused(
         assert router.primary == "node1"
         assert (await router.write(_served_by))[0] == "node1"
 
-        await asyncio.to_thread(stack.stop_node, layout, "node1", mode="immediate")
+        await asyncio.to_thread(stack.kill_node, layout, "node1")
         await eventually_async(lambda: router.primary is None, timeout_s=3, what="losing the crashed primary")
         with pytest.raises(NoPrimaryError):
             await router.write(_served_by)
 
-        with psycopg.connect(layout.direct_dsn("node2"), autocommit=True) as conn:
-            conn.execute("SELECT pg_promote(wait => true)")
+        # Nobody promotes: Patroni does, when node1's leader lock expires (ttl 20 s, plus a loop or two).
+        assert await asyncio.to_thread(stack.wait_primary, layout, "node2", timeout=60.0) == "node2"
         await eventually_async(lambda: router.primary == "node2", timeout_s=3, what="following the promotion")
         request = RequestRouting()
         served, lsn = await router.write(_served_by, request)
@@ -71,7 +74,27 @@ async def test_promotion_is_followed_and_the_old_primary_refused(
         assert await router.read(_served_by, request) == "node2"
 
         caplog.clear()
-        await asyncio.to_thread(stack.start_node, layout, "node1")  # back as a primary on timeline 1
+        # Back as a primary on timeline 1, its Patroni still dead: nothing demotes it.
+        # (-l and no pipes: a postmaster that inherited our stdout would keep subprocess.run waiting for EOF.)
+        await asyncio.to_thread(
+            subprocess.run,
+            as_server_user(
+                [
+                    stack.pg_bin("pg_ctl"),
+                    "start",
+                    "-w",
+                    "-D",
+                    str(layout.node_dir("node1")),
+                    "-l",
+                    f"{layout.dir}/node1-started-by-hand.log",
+                ]
+            ),
+            check=True,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+        )
         await eventually_async(
             lambda: router.events.writes_refused_split_brain >= 1,
             timeout_s=5,

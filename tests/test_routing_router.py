@@ -60,7 +60,7 @@ def make_router(
 
 
 async def cluster_name(conn: Conn) -> str:
-    cur = await conn.execute("SELECT current_setting('cluster_name')")
+    cur = await conn.execute("SELECT current_setting('civic.node_name')")
     row = await cur.fetchone()
     assert row is not None
     return str(row[0])
@@ -114,13 +114,15 @@ def _set_replay(layout: stack.StackLayout, name: str, *, paused: bool) -> None:
 def paused_replicas(stack_layout: stack.StackLayout, probe_table: str) -> Iterator[list[str]]:
     """Replay paused on every replica for the test; always resumed."""
     names = _replicas(stack_layout)
-    try:
-        for name in names:
-            _set_replay(stack_layout, name, paused=True)
-        yield names
-    finally:
-        for name in names:
-            _set_replay(stack_layout, name, paused=False)
+    # Patroni resumes paused replay within a loop unless the cluster is in maintenance mode.
+    with stack.maintenance(stack_layout):
+        try:
+            for name in names:
+                _set_replay(stack_layout, name, paused=True)
+            yield names
+        finally:
+            for name in names:
+                _set_replay(stack_layout, name, paused=False)
 
 
 def count_of(marker: str) -> Callable[[Conn], Awaitable[int]]:

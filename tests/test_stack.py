@@ -9,6 +9,7 @@ import tempfile
 import uuid
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 
@@ -28,6 +29,39 @@ def test_one_primary_two_streaming_replicas(stack_layout: stack.StackLayout) -> 
         slots = conn.execute("SELECT slot_name, active FROM pg_replication_slots ORDER BY 1").fetchall()
     assert [s[1] for s in senders] == ["streaming", "streaming"]
     assert slots == [("node2", True), ("node3", True)]
+
+
+def test_patroni_runs_the_nodes_with_the_old_settings(stack_layout: stack.StackLayout) -> None:
+    assert stack.leader(stack_layout) == "node1"
+    assert all(stack.patroni_running(stack_layout, n) for n in stack_layout.node_names)
+    assert stack.etcd_running(stack_layout)
+    for name, role in zip(stack_layout.node_names, ("primary", "replica", "replica"), strict=True):
+        resp = httpx.get(f"{stack_layout.patroni_url(name)}/{role}", timeout=5)
+        assert resp.status_code == 200, (name, role, resp.text)
+    config = httpx.get(f"{stack_layout.patroni_url('node1')}/config", timeout=5).json()
+    assert (config["ttl"], config["loop_wait"], config["retry_timeout"]) == (20, 1, 3)
+    assert config["loop_wait"] + 2 * config["retry_timeout"] <= config["ttl"]
+    assert config["postgresql"]["use_pg_rewind"] is True and config["postgresql"]["use_slots"] is True
+    for name in stack_layout.node_names:
+        with psycopg.connect(stack_layout.direct_dsn(name), autocommit=True) as conn:
+            settings = dict(
+                conn.execute(
+                    "SELECT name, setting FROM pg_settings WHERE name IN ('max_slot_wal_keep_size', "
+                    "'shared_preload_libraries', 'data_checksums', 'max_connections', 'wal_log_hints', "
+                    "'lc_collate', 'compute_query_id')"
+                ).fetchall()
+            )
+            node_name = conn.execute("SELECT current_setting('civic.node_name')").fetchone()
+        assert node_name == (name,)
+        assert settings == {
+            "max_slot_wal_keep_size": "2048",  # MB
+            "shared_preload_libraries": "pg_stat_statements,auto_explain",
+            "data_checksums": "on",
+            "max_connections": "200",
+            "wal_log_hints": "on",
+            "lc_collate": "C.UTF-8",
+            "compute_query_id": "on",
+        }, name
 
 
 def test_row_committed_on_primary_appears_on_both_replicas_through_pgbouncer(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -14,14 +15,14 @@ from ops.bench import loadgen
 from ops.common.database import migrate_and_load
 from ops.common.gateway_process import GatewayProcess
 from ops.common.net import free_port
-from ops.drills.faults import Scenario, Script, failover_script, replica_loss_script
+from ops.drills.faults import PRIMARY_FAULTS, SCRIPTS, Scenario, Script
 from ops.drills.options import DrillError, DrillOptions
+from ops.drills.proxy import EtcdCutProxy
 from ops.drills.report import build_report, plot_timeline
 from ops.drills.topology import (
     check_topology,
     checkpoint,
-    restore_sync,
-    show_setting,
+    heal,
     unknown_outcomes_applied,
     verify_acked,
     wait_sync,
@@ -55,19 +56,24 @@ async def _drive(
     return RunData(result, await watcher, clock)
 
 
+def _heal(layout: stack.StackLayout, sc: Scenario) -> None:
+    """Start a node lost in the drill again (Patroni rewinds or re-clones it), so the next drill finds the
+    stack whole; how long that took goes into the report."""
+    sc.healed_s = heal(layout)
+
+
 def run_drill(kind: str, opts: DrillOptions) -> dict[str, Any]:
-    """Run the drill ``kind`` ('replica-loss' or 'primary-failover') and return its report (also written)."""
-    if kind not in ("replica-loss", "primary-failover"):
-        raise DrillError(f"unknown drill {kind!r}")
-    failover = kind == "primary-failover"
+    """Run the drill ``kind`` (see :data:`SCRIPTS`) and return its report (also written)."""
+    if kind not in SCRIPTS:
+        raise DrillError(f"unknown drill {kind!r}: choose {', '.join(SCRIPTS)}")
+    failover = kind in PRIMARY_FAULTS
     writers = opts.writers if opts.writers is not None else (5 if failover else 0)
     if not 0 <= writers < opts.clients:
         raise DrillError("--writers must be at least 0 and less than --clients")
-    if opts.sync and not failover:
-        raise DrillError("--sync applies to primary-failover only")
     name = opts.name or (kind + ("-sync" if opts.sync else ""))
     stamp = time.strftime("%Y%m%d-%H%M%S")
 
+    # `up` also starts any Patroni an earlier drill left stopped: the node rejoins before the checks below.
     layout = stack.up(opts.directory, replicas=2, base_port=opts.base_port)
     primary, standbys = check_topology(layout)
     pages, _ = migrate_and_load(stack.primary_admin_dsn(layout), pages=opts.pages, progress=opts.progress)
@@ -80,11 +86,11 @@ def run_drill(kind: str, opts: DrillOptions) -> dict[str, Any]:
             raise DrillError(f"{sc.victim} is not a replica (replicas: {', '.join(standbys)})")
     else:
         sc.victim = primary
-    sync_before = show_setting(layout, primary, "synchronous_standby_names")
-    if opts.sync:
-        sc.sync_names = stack.set_synchronous(layout, primary, standbys)
-        if not wait_sync(layout, primary):
-            raise DrillError(f"no standby of {primary} became synchronous within 15 s")
+    sync_before = layout.synchronous
+    if opts.sync and not sync_before:
+        stack.set_synchronous_mode(layout, True)
+    if opts.sync and not wait_sync(layout, primary):
+        raise DrillError(f"no standby of {primary} became synchronous within 15 s")
 
     logs = Path(layout.dir) / "drill-logs"
     gateway_log = logs / f"{name}-{stamp}-gateway.log"
@@ -98,7 +104,18 @@ def run_drill(kind: str, opts: DrillOptions) -> dict[str, Any]:
             f"primary {primary}, replicas {', '.join(standbys)}; gateway log {gateway_log}",
             flush=True,
         )
-    try:
+    with contextlib.ExitStack() as cleanup:
+        # Last in, first out: heal() runs after the etcd-cut node is pointed back at etcd.
+        cleanup.callback(_heal, layout, sc)
+        if opts.sync and not sync_before:
+            cleanup.callback(stack.set_synchronous_mode, layout, False)
+        if kind == "etcd-cut":
+            # The primary's Patroni reaches etcd through a proxy that the fault closes. Afterwards it is
+            # restarted pointing at etcd itself (PostgreSQL untouched) and rejoins as a replica.
+            sc.proxy = cleanup.enter_context(EtcdCutProxy(layout.etcd_port, port=free_port()))
+            stack.repoint_etcd(layout, primary, etcd_port=sc.proxy.port)
+            cleanup.callback(stack.repoint_etcd, layout, primary, etcd_port=None)
+            check_topology(layout)
         with GatewayProcess(env, port=port, log_path=gateway_log) as gw:
             if writers:
                 loadgen.ensure_write_municipality(gw.url, token)
@@ -111,13 +128,9 @@ def run_drill(kind: str, opts: DrillOptions) -> dict[str, Any]:
                 token=token,
                 ack_log=ack_log if writers else None,
             )
-            script = failover_script if failover else replica_loss_script
-            data = asyncio.run(_drive(layout, opts, config, script, sc))
+            data = asyncio.run(_drive(layout, opts, config, SCRIPTS[kind], sc))
         verified = verify_acked(layout, data.result.acked) if writers else None
         unknown = unknown_outcomes_applied(layout, data.result.samples) if writers else None
-    finally:
-        if opts.sync:
-            restore_sync(layout, sync_before)
     report = build_report(
         kind=kind,
         name=name,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -39,8 +38,8 @@ def check_topology(layout: stack.StackLayout, *, timeout: float = 30.0) -> tuple
                 problem = f"{', '.join(lagging)} not streaming from {primary}"
         if time.monotonic() > deadline:
             hint = (
-                f"'python -m ops stack status --dir {layout.dir}'; a node left behind by an earlier drill is "
-                f"reattached with 'python -m ops drill reattach --dir {layout.dir} --node NAME'"
+                f"'python -m ops stack status --dir {layout.dir}'; a node left stopped by an earlier drill "
+                f"rejoins when 'python -m ops stack up --dir {layout.dir}' starts its Patroni again"
             )
             raise DrillError(f"the stack is not ready for a drill: {problem}; see {hint}")
         time.sleep(0.5)
@@ -78,23 +77,22 @@ def wait_sync(layout: stack.StackLayout, primary: str, *, timeout: float = 15.0)
     return False
 
 
-def restore_sync(layout: stack.StackLayout, value: str) -> None:
-    """Put ``synchronous_standby_names`` back to ``value`` on every running node (a rewound or cloned node
-    inherited its source's ``postgresql.auto.conf``, so every node, not only the primary, is set)."""
-    from psycopg import sql
-
+def heal(layout: stack.StackLayout, *, timeout: float = 120.0) -> float | None:
+    """Start every stopped Patroni and wait until each node streams from the primary; returns the seconds taken
+    (None when it did not happen within ``timeout``: the drill's report then says so, nothing raises)."""
+    t0 = time.monotonic()
     for name in layout.node_names:
-        with (
-            contextlib.suppress(psycopg.OperationalError),
-            psycopg.connect(layout.direct_dsn(name, dbname="postgres"), autocommit=True) as conn,
-        ):
-            if value:
-                conn.execute(
-                    sql.SQL("ALTER SYSTEM SET synchronous_standby_names = {}").format(sql.Literal(value))
-                )
-            else:
-                conn.execute("ALTER SYSTEM RESET synchronous_standby_names")
-            conn.execute("SELECT pg_reload_conf()")
+        if not stack.patroni_running(layout, name):
+            stack.start_patroni(layout, name)
+    try:
+        primary = stack.wait_primary(layout, timeout=timeout)
+    except stack.StackError:
+        return None
+    rest = max(1.0, timeout - (time.monotonic() - t0))
+    for name in layout.node_names:
+        if name != primary and not stack.wait_streaming(layout, name, primary=primary, timeout=rest):
+            return None
+    return round(time.monotonic() - t0, 3)
 
 
 def verify_acked(layout: stack.StackLayout, acked: Sequence[loadgen.AckedWrite]) -> dict[str, Any]:

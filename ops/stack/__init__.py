@@ -1,4 +1,4 @@
-"""The local stack: a primary, N streaming replicas, PgBouncer and (when installed) Redis.
+"""The local stack: a primary and N streaming replicas under Patroni (etcd), PgBouncer, Redis when installed.
 
 No Docker engine runs on the development machines, so the topology is booted from the PostgreSQL and
 PgBouncer binaries that Debian installs. Everything lives in one data folder and listens on loopback, on ports
@@ -6,7 +6,7 @@ far from the standard 5432/6379/6432.
 
 The stack's layout is recorded in ``stack.json`` inside the data folder, so ``up`` on a running stack finds it
 and changes nothing, and ``status``/``down`` need no flags. Callers use this package as one namespace
-(``stack.up``, ``stack.promote``); the modules below it each hold one part.
+(``stack.up``, ``stack.kill_node``); the modules below it each hold one part.
 """
 
 from ops.stack.binaries import pg_bin, pg_bindir, pgbouncer_bin, redis_bin
@@ -20,16 +20,7 @@ from ops.stack.cluster import (
     status,
     up,
 )
-from ops.stack.failover import (
-    follow,
-    is_streaming,
-    promote,
-    reattach,
-    rewind,
-    set_synchronous,
-    wait_streaming,
-    wal_position,
-)
+from ops.stack.failover import is_streaming, wait_streaming, wal_position
 from ops.stack.layout import (
     DATABASE,
     DEFAULT_BASE_PORT,
@@ -41,8 +32,25 @@ from ops.stack.layout import (
     StackLayout,
     make_layout,
     port_is_free,
+    port_offsets,
 )
-from ops.stack.nodes import clone_replica, node_running, start_node, stop_node
+from ops.stack.nodes import node_running
+from ops.stack.patroni import (
+    cluster,
+    etcd_running,
+    kill_node,
+    kill_postgres,
+    leader,
+    maintenance,
+    patroni_running,
+    patronictl,
+    repoint_etcd,
+    set_synchronous_mode,
+    start_patroni,
+    stop_patroni,
+    switchover,
+    wait_primary,
+)
 from ops.stack.services import (
     pgbouncer_running,
     redis_running,
@@ -62,35 +70,42 @@ __all__ = [
     "NodeStatus",
     "StackError",
     "StackLayout",
-    "clone_replica",
+    "cluster",
     "current_primary",
     "destroy",
     "down",
-    "follow",
+    "etcd_running",
     "is_streaming",
+    "kill_node",
+    "kill_postgres",
+    "leader",
+    "maintenance",
     "make_layout",
     "node_running",
     "node_status",
+    "patroni_running",
+    "patronictl",
     "pg_bin",
     "pg_bindir",
     "pgbouncer_bin",
     "pgbouncer_running",
     "port_is_free",
+    "port_offsets",
     "primary_admin_dsn",
-    "promote",
-    "reattach",
     "redis_bin",
     "redis_running",
-    "rewind",
-    "set_synchronous",
-    "start_node",
+    "repoint_etcd",
+    "set_synchronous_mode",
+    "start_patroni",
     "start_pgbouncer",
     "start_redis",
     "status",
-    "stop_node",
+    "stop_patroni",
     "stop_pgbouncer",
     "stop_redis",
+    "switchover",
     "up",
+    "wait_primary",
     "wait_streaming",
     "wal_position",
 ]

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import psycopg
 
+from ops.stack import patroni
 from ops.stack.binaries import pg_bin, pgbouncer_bin, redis_bin
+from ops.stack.failover import wait_streaming
 from ops.stack.layout import (
     DEFAULT_BASE_PORT,
     DEFAULT_DIR,
@@ -19,7 +21,7 @@ from ops.stack.layout import (
     check_ports,
     make_layout,
 )
-from ops.stack.nodes import clone_replica, copy_base_conf, init_primary, start_node, stop_node, wait_for
+from ops.stack.nodes import copy_base_conf, wait_for
 from ops.stack.process import prepare_dir
 from ops.stack.services import start_pgbouncer, start_redis, stop_pgbouncer, stop_redis
 
@@ -30,12 +32,21 @@ def up(
     replicas: int = 2,
     base_port: int = DEFAULT_BASE_PORT,
     memory_mb: int | None = None,
+    synchronous: bool | None = None,
 ) -> StackLayout:
-    """Boot the stack, or find it running and change nothing. Returns its layout."""
+    """Boot the stack, or find it running and change nothing. Returns its layout.
+
+    etcd first, then the first node's Patroni alone, so that a new stack's primary is always node1 (Patroni
+    runs initdb there); then the other Patronis, which clone themselves with pg_basebackup. ``up`` returns when
+    every node streams from the primary. ``synchronous`` (``--sync``) turns Patroni's ``synchronous_mode`` on or
+    off; None keeps what the stack had.
+    """
     directory = directory.resolve()
-    for tool in ("initdb", "pg_ctl", "pg_basebackup"):
+    for tool in ("initdb", "pg_ctl", "pg_basebackup", "pg_rewind", "psql"):
         pg_bin(tool)
     pgbouncer_bin()
+    patroni.patroni_bin()
+    patroni.etcd_bin()
     existing = StackLayout.load(directory) if directory.exists() else None
     if existing is not None:
         layout = existing
@@ -47,22 +58,30 @@ def up(
             base_port=base_port,
             with_redis=redis_bin() is not None,
             memory_mb=memory_mb,
+            synchronous=bool(synchronous),
         )
         prepare_dir(directory)
         check_ports(layout)
     copy_base_conf(layout)
-    primary = layout.node_names[0]
-    if not (layout.node_dir(primary) / "PG_VERSION").exists():
-        init_primary(layout, primary)
-    fresh_replicas = []
+    patroni.start_etcd(layout)
+    first = layout.node_names[0]
+    if not (layout.node_dir(first) / "PG_VERSION").exists():
+        patroni.start_patroni(layout, first)
+        patroni.wait_primary(layout, first)
     for name in layout.node_names:
-        if (layout.node_dir(name) / "PG_VERSION").exists():
-            start_node(layout, name)
-        else:
-            fresh_replicas.append(name)
-    for name in fresh_replicas:
-        clone_replica(layout, name, source=current_primary(layout) or primary)
+        patroni.start_patroni(layout, name)
     layout.save()
+    primary = patroni.wait_primary(layout)
+    if synchronous is not None and synchronous != layout.synchronous:
+        layout = dataclasses.replace(layout, synchronous=synchronous)
+        patroni.set_synchronous_mode(layout, synchronous)
+        layout.save()
+    for name in layout.node_names:
+        if name != primary and not wait_streaming(layout, name, primary=primary, timeout=300.0):
+            raise StackError(
+                f"{name} does not stream from {primary}: see {patroni.log_path(layout, name)} "
+                f"and {layout.node_dir(name)}/log/"
+            )
     start_pgbouncer(layout)
     start_redis(layout)
     for name in layout.node_names:
@@ -71,21 +90,34 @@ def up(
 
 
 def down(directory: Path = DEFAULT_DIR) -> bool:
-    """Stop every server of the stack; the data stays. Returns False when no stack was found."""
+    """Stop every server of the stack; the data stays. Returns False when no stack was found.
+
+    The replicas' Patronis stop first and the leader's last: a leader stopped while replicas still run hands
+    its lock over, and the stack would come back up with another primary.
+    """
     layout = StackLayout.load(directory.resolve())
     if layout is None:
         return False
     stop_pgbouncer(layout)
     stop_redis(layout)
-    for name in reversed(layout.node_names):
+    lead = patroni.leader(layout)
+    for name in sorted(layout.node_names, key=lambda n: n == lead):
         with contextlib.suppress(StackError):
-            stop_node(layout, name)
+            patroni.stop_patroni(layout, name)
+    patroni.stop_etcd(layout)
     return True
 
 
 def destroy(directory: Path) -> None:
-    """Stop the stack and delete its data folder."""
-    down(directory)
+    """Throw a stack away: every server killed (nothing to keep, so no clean shutdown), its folder deleted."""
+    with contextlib.suppress(StackError):
+        layout = StackLayout.load(directory.resolve())
+        if layout is not None:
+            stop_pgbouncer(layout)
+            stop_redis(layout)
+            for name in layout.node_names:
+                patroni.kill_node(layout, name)
+            patroni.stop_etcd(layout)
     if directory.exists():
         subprocess.run(["rm", "-rf", str(directory)], check=False)
 

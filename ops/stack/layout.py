@@ -31,6 +31,13 @@ class StackLayout:
     redis_port: int | None
     #: RAM each node may plan for; None scales to the machine (RAM / nodes). Throwaway stacks pass a small one.
     memory_mb: int | None = None
+    #: Each node's Patroni REST API (``/primary``, ``/replica``, ``/health``), in node order.
+    patroni_ports: tuple[int, ...] = ()
+    #: The one etcd member: its client port, and the peer port it must listen on even alone.
+    etcd_port: int = 0
+    etcd_peer_port: int = 0
+    #: Patroni's ``synchronous_mode``: every commit waits for one standby (``stack up --sync``).
+    synchronous: bool = False
 
     @property
     def node_names(self) -> list[str]:
@@ -43,10 +50,20 @@ class StackLayout:
     def node_dir(self, name: str) -> Path:
         return Path(self.dir) / name
 
+    def node_port(self, name: str) -> int:
+        return self.node_ports[self.node_names.index(name)]
+
+    def patroni_url(self, name: str) -> str:
+        """The base URL of ``name``'s Patroni REST API."""
+        return f"http://127.0.0.1:{self.patroni_ports[self.node_names.index(name)]}"
+
+    @property
+    def etcd_url(self) -> str:
+        return f"http://127.0.0.1:{self.etcd_port}"
+
     def direct_dsn(self, name: str, *, dbname: str = DATABASE, user: str = SERVER_USER) -> str:
         """A DSN straight to one node, bypassing PgBouncer (admin and replication checks only)."""
-        port = self.node_ports[self.node_names.index(name)]
-        return f"host=127.0.0.1 port={port} dbname={dbname} user={user} connect_timeout=3"
+        return f"host=127.0.0.1 port={self.node_port(name)} dbname={dbname} user={user} connect_timeout=3"
 
     def bouncer_dsn(self, alias: str, *, user: str = "gateway") -> str:
         """A DSN to one PgBouncer alias (``node1`` transaction mode, ``node1_session`` session mode)."""
@@ -86,12 +103,21 @@ class StackLayout:
         if not path.exists():
             return None
         raw = json.loads(path.read_text())
+        if not raw.get("patroni_ports"):
+            raise StackError(
+                f"the stack in {directory} was made before its nodes ran under Patroni: "
+                f"'python -m ops stack down --dir {directory}' with the old code, then remove the folder"
+            )
         return cls(
             dir=raw["dir"],
             node_ports=tuple(raw["node_ports"]),
             pgbouncer_port=raw["pgbouncer_port"],
             redis_port=raw.get("redis_port"),
             memory_mb=raw.get("memory_mb"),
+            patroni_ports=tuple(raw["patroni_ports"]),
+            etcd_port=raw["etcd_port"],
+            etcd_peer_port=raw["etcd_peer_port"],
+            synchronous=bool(raw.get("synchronous", False)),
         )
 
 
@@ -108,8 +134,28 @@ def port_is_free(port: int) -> bool:
     return True
 
 
+#: Where each server listens, as offsets from the base port (PostgreSQL nodes are base + 0..replicas).
+PATRONI_OFFSET = 800
+ETCD_OFFSET = 900
+REDIS_OFFSET = 950
+PGBOUNCER_OFFSET = 1000
+
+
+def port_offsets(replicas: int) -> list[int]:
+    """Every offset from the base port a stack of ``replicas`` replicas listens on (tests pick free blocks)."""
+    nodes = range(replicas + 1)
+    return [
+        *nodes,
+        *(PATRONI_OFFSET + i for i in nodes),
+        ETCD_OFFSET,
+        ETCD_OFFSET + 1,
+        REDIS_OFFSET,
+        PGBOUNCER_OFFSET,
+    ]
+
+
 def check_ports(layout: StackLayout) -> None:
-    ports = [*layout.node_ports, layout.pgbouncer_port]
+    ports = [*layout.node_ports, *layout.patroni_ports, layout.etcd_port, layout.etcd_peer_port, layout.pgbouncer_port]
     if layout.redis_port:
         ports.append(layout.redis_port)
     busy = [p for p in ports if not port_is_free(p)]
@@ -121,12 +167,22 @@ def check_ports(layout: StackLayout) -> None:
 
 
 def make_layout(
-    directory: Path, *, replicas: int, base_port: int, with_redis: bool, memory_mb: int | None = None
+    directory: Path,
+    *,
+    replicas: int,
+    base_port: int,
+    with_redis: bool,
+    memory_mb: int | None = None,
+    synchronous: bool = False,
 ) -> StackLayout:
     return StackLayout(
         dir=str(directory.resolve()),
         node_ports=tuple(base_port + i for i in range(replicas + 1)),
-        pgbouncer_port=base_port + 1000,
-        redis_port=(base_port + 950) if with_redis else None,
+        pgbouncer_port=base_port + PGBOUNCER_OFFSET,
+        redis_port=(base_port + REDIS_OFFSET) if with_redis else None,
         memory_mb=memory_mb,
+        patroni_ports=tuple(base_port + PATRONI_OFFSET + i for i in range(replicas + 1)),
+        etcd_port=base_port + ETCD_OFFSET,
+        etcd_peer_port=base_port + ETCD_OFFSET + 1,
+        synchronous=synchronous,
     )

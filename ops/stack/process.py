@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import shlex
 import subprocess
 import time
 from collections.abc import Sequence
@@ -74,18 +75,22 @@ def prepare_dir(directory: Path) -> None:
             )
 
 
+def process_gone(pid: int) -> bool:
+    """Whether ``pid`` has exited. A zombie counts as gone: it holds no socket or file any more, and the
+    servers' parent is init, which may take seconds to reap it (in a container PID 1 is not always a real init)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
 def pid_alive(pidfile: Path) -> bool:
     try:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return not process_gone(pid)
 
 
 def stop_pidfile(pidfile: Path, *, timeout: float = 10.0) -> None:
@@ -96,10 +101,24 @@ def stop_pidfile(pidfile: Path, *, timeout: float = 10.0) -> None:
         os.kill(pid, 15)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+        if process_gone(pid):
             return
         time.sleep(0.05)
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, 9)
+
+
+def spawn_daemon(cmd: Sequence[str], *, log: Path, pidfile: Path) -> int:
+    """Start ``cmd`` as the server user, detached (own session, parent init), output appended to ``log``.
+
+    The shell's ``$!`` is the daemon's own pid: ``setsid`` runs in the background of a shell without job
+    control, so it is no process group leader and calls setsid() without forking before it execs ``cmd``. The
+    pid goes to ``pidfile``, by which the stack stops (or a drill kills) exactly that process later.
+    """
+    shell = f"setsid {shlex.join(cmd)} >>{shlex.quote(str(log))} 2>&1 </dev/null & echo $!"
+    out = run_command(["sh", "-c", shell], what=f"starting {Path(cmd[0]).name} (see {log})")
+    pid = int(out.strip().splitlines()[-1])
+    pidfile.write_text(f"{pid}\n")
+    uid, gid = server_uid_gid()
+    os.chown(pidfile, uid, gid)
+    return pid
