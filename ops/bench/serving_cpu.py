@@ -142,13 +142,8 @@ class ServedProcess:
 
 @contextlib.contextmanager
 def served_gateway(env: Mapping[str, str], *, workers: int = 1) -> Iterator[ServedProcess]:
-    """``python -m gateway serve`` with ``env`` on a free port, stopped (SIGTERM) afterwards.
-
-    The load comes from one address, so its read budget is raised out of the way (the limiter still counts
-    every request, so its cost is measured); ``env`` may say otherwise.
-    """
-    full = {"GATEWAY_RATE_LIMIT_READS_PER_MINUTE": str(10**9), **env}
-    with GatewayProcess(full, port=free_port(), workers=workers) as proc:
+    """``python -m gateway serve`` with ``env`` on a free port, stopped (SIGTERM) afterwards."""
+    with GatewayProcess(dict(env), port=free_port(), workers=workers) as proc:
         yield ServedProcess(pid=proc.pid, url=proc.url)
 
 
