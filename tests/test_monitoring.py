@@ -21,6 +21,7 @@ import httpx
 import psycopg
 import pytest
 import yaml
+from psycopg import sql
 
 from migrations.partitions import list_partitions
 from ops import stack
@@ -146,8 +147,11 @@ def bloat_probes(admin_dsn: str) -> Iterator[None]:
     """Two tables of 20,000 rows; from one, 9 rows in 10 are deleted and vacuumed: free space inside its pages."""
     with psycopg.connect(admin_dsn, autocommit=True, prepare_threshold=None) as conn:
         for table in ("monitoring_probe_bloated", "monitoring_probe_dense"):
-            conn.execute(f"CREATE TABLE {table} (id int, body text)")
-            conn.execute(f"INSERT INTO {table} SELECT i, repeat('x', 100) FROM generate_series(1, 20000) i")
+            name = sql.Identifier(table)
+            conn.execute(sql.SQL("CREATE TABLE {} (id int, body text)").format(name))
+            conn.execute(
+                sql.SQL("INSERT INTO {} SELECT i, repeat('x', 100) FROM generate_series(1, 20000) i").format(name)
+            )
         conn.execute("DELETE FROM monitoring_probe_bloated WHERE id % 10 <> 0")
         # VACUUM keeps the pages (rows were deleted all over the table, none at its end to truncate).
         conn.execute("VACUUM ANALYZE monitoring_probe_bloated")

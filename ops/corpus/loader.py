@@ -34,7 +34,9 @@ _COPY_MUNICIPALITIES = "COPY public.municipality (id, subdomain, name, state, co
 _COPY_DOCUMENTS = (
     "COPY public.meeting_document (id, municipality_id, meeting_name, meeting_date, document_type) FROM STDIN"
 )
-_COPY_PAGES = f"COPY public.meeting_page ({', '.join(PAGE_COLUMNS)}) FROM STDIN"
+_COPY_PAGES = sql.SQL("COPY public.meeting_page ({}) FROM STDIN").format(
+    sql.SQL(", ").join(sql.Identifier(c) for c in PAGE_COLUMNS)
+)
 _CLEAN_GIN_PENDING = """
     SELECT gin_clean_pending_list(x.indexrelid)
       FROM pg_inherits p
