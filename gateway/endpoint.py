@@ -243,27 +243,20 @@ class GraphQLEndpoint:
                 trace_id=trace_id,
                 media=media,
             )
-            self._metrics.observe(
-                operation="",
-                outcome="error",
-                seconds=time.perf_counter() - started,
-                statements=0,
-                codes=[TIMEOUT],
-                trace_id=trace_id or "",
-            )
+            self._refused(TIMEOUT, started, trace_id)
         except RequestError as exc:
             reply = error_reply(exc.message, exc.code, exc.status, trace_id=trace_id, media=media)
-            self._metrics.observe(
-                operation="",
-                outcome="error",
-                seconds=time.perf_counter() - started,
-                statements=0,
-                codes=[exc.code],
-                trace_id=trace_id or "",
-            )
+            self._refused(exc.code, started, trace_id)
         finally:
             self._admission.leave(ticket)
         await reply.send(send)
+
+    def _refused(self, code: str, started: float, trace_id: str | None, *, operation: str = "") -> None:
+        """Count a request answered with an error before (or instead of) execution."""
+        self._metrics.observe(
+            operation=operation, outcome="error", seconds=time.perf_counter() - started, statements=0,
+            codes=[code], trace_id=trace_id or "",
+        )
 
     async def _read_body(self, receive: Receive, headers: Headers) -> bytes:
         length = headers.get("content-length")
@@ -313,14 +306,7 @@ class GraphQLEndpoint:
             )
         if not prepared.ok:
             status = 400 if media == GRAPHQL_RESPONSE else 200
-            self._metrics.observe(
-                operation="",
-                outcome="error",
-                seconds=time.perf_counter() - started,
-                statements=0,
-                codes=[BAD_USER_INPUT],
-                trace_id=trace_id or "",
-            )
+            self._refused(BAD_USER_INPUT, started, trace_id)
             refusal = {
                 "errors": [shape_error(e) for e in prepared.errors],
                 "extensions": {"traceId": trace_id},
@@ -353,14 +339,7 @@ class GraphQLEndpoint:
         )
         limit_headers = decision.headers()
         if not decision.allowed:
-            self._metrics.observe(
-                operation=req.operation_name or "",
-                outcome="error",
-                seconds=time.perf_counter() - started,
-                statements=0,
-                codes=[RATE_LIMITED],
-                trace_id=trace_id or "",
-            )
+            self._refused(RATE_LIMITED, started, trace_id, operation=req.operation_name or "")
             return error_reply(
                 f"too many {decision.kind}s from this client: at most {decision.limit} a minute; retry in "
                 f"{decision.reset_s} s",
@@ -376,6 +355,10 @@ class GraphQLEndpoint:
             and self._responses.enabled
             and prepared.reads_data(req.operation_name)
         )
+        # GET and persisted-query responses can be kept by HTTP caches: they say for how long.
+        http_cacheable = op_type is OperationType.QUERY and (
+            method == "GET" or _persisted_hash(req.extensions) is not None
+        )
         key = ""
         generation: int | None = None
         if shareable:
@@ -388,7 +371,7 @@ class GraphQLEndpoint:
             if stored is not None:
                 reply = self._hit(stored, trace_id, media, started)
                 reply.headers.update(limit_headers)
-                if method == "GET" or _persisted_hash(req.extensions):
+                if http_cacheable:
                     reply.headers["Cache-Control"] = self._cache_control(True, routing)
                 return reply
 
@@ -421,7 +404,7 @@ class GraphQLEndpoint:
         )
         if shareable and not errors and ctx.shareable and generation is not None:
             await self._responses.store(key, ctx, generation, data_bytes)
-        if (method == "GET" or _persisted_hash(req.extensions)) and op_type is OperationType.QUERY:
+        if http_cacheable:
             limit_headers = {
                 **limit_headers,
                 "Cache-Control": self._cache_control(shareable and not errors and ctx.shareable, routing),

@@ -51,27 +51,31 @@ def _loads(raw: bytes | str, what: str) -> Any:
         raise RequestError(f"{what} is not valid JSON: {str(exc)[:200]}") from None
 
 
+def _object(payload: dict[str, Any], name: str) -> dict[str, Any]:
+    """An optional JSON-object member: absent or null is empty, anything but an object is refused."""
+    value = payload.get(name)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise RequestError(f"'{name}' must be a JSON object")
+    return value
+
+
 def _from_mapping(payload: Any, method: str) -> GraphQLRequest:
     if not isinstance(payload, dict):
         raise RequestError("the request body must be a JSON object with a 'query' string")
     query = payload.get("query")
     if query is not None and not isinstance(query, str):
         raise RequestError("'query' must be a string")
-    variables = payload.get("variables")
-    if variables is None:
-        variables = {}
-    elif not isinstance(variables, dict):
-        raise RequestError("'variables' must be a JSON object")
+    variables = _object(payload, "variables")
     operation_name = payload.get("operationName")
     if operation_name is not None and not isinstance(operation_name, str):
         raise RequestError("'operationName' must be a string")
-    extensions = payload.get("extensions")
-    if extensions is None:
-        extensions = {}
-    elif not isinstance(extensions, dict):
-        raise RequestError("'extensions' must be a JSON object")
     return GraphQLRequest(
-        query=query, variables=variables, operation_name=operation_name or None, extensions=extensions,
+        query=query,
+        variables=variables,
+        operation_name=operation_name or None,
+        extensions=_object(payload, "extensions"),
         method=method,
     )
 

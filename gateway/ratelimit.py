@@ -100,10 +100,11 @@ class RateLimiter:
         window = int(now // WINDOW_S)
         reset_s = int((window + 1) * WINDOW_S - now) + 1
         key = (kind, client, window)
+        if not self.enabled:
+            # Nothing is counted, so nothing is synced either: the headers show the whole budget.
+            return Decision(allowed=True, kind=kind, limit=limit, remaining=limit, reset_s=reset_s)
         self._recent[key] = now
         used = self._known.get(key, 0) + self._pending.get(key, 0)
-        if not self.enabled:
-            return Decision(allowed=True, kind=kind, limit=limit, remaining=max(0, limit - used), reset_s=reset_s)
         if used >= limit:
             self.refused += 1
             return Decision(allowed=False, kind=kind, limit=limit, remaining=0, reset_s=reset_s)
@@ -149,7 +150,9 @@ class RateLimiter:
             self._known[key] = self._known.get(key, 0) + count
 
     async def run(self) -> None:
-        """Sync every ``sync_interval_s`` until cancelled."""
+        """Sync every ``sync_interval_s`` until cancelled (nothing to do when the limits are off)."""
+        if not self.enabled:
+            return
         while True:
             await asyncio.sleep(self.sync_interval_s)
             await self.sync()

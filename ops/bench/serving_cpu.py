@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import statistics
 import time
 from collections.abc import Iterator, Mapping
@@ -24,6 +25,7 @@ from typing import Any
 import httpx
 from graphql import build_schema, execute, parse
 
+import gateway
 from ops.common.gateway_process import GatewayProcess
 from ops.common.net import free_port
 
@@ -33,31 +35,16 @@ SEARCH_20 = """query Search20($q: String!, $to: Date) {
   }
 }"""
 
-#: The search page's own query (gateway/static/js/queries.js), kept in step with it by a test.
-SEARCH_PAGE = """query Search($query: String!, $filter: SearchFilter, $orderBy: SearchOrder,
-             $first: Int, $after: String, $last: Int, $before: String) {
-  search(query: $query, filter: $filter, orderBy: $orderBy,
-         first: $first, after: $after, last: $last, before: $before) {
-    totalCount { value exact }
-    pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
-    edges {
-      cursor
-      headline
-      node {
-        id
-        pageNumber
-        pageImage
-        document {
-          id
-          meetingName
-          meetingDate
-          documentType
-          municipality { subdomain name state }
-        }
-      }
-    }
-  }
-}"""
+def _search_page_query() -> str:
+    """The search page's own query, read from the page's script so the benchmark measures what it sends."""
+    js = (Path(gateway.__file__).resolve().parent / "static" / "js" / "queries.js").read_text()
+    found = re.search(r"export const SEARCH = `(.*?)`;", js, re.DOTALL)
+    if found is None:
+        raise RuntimeError("gateway/static/js/queries.js no longer exports SEARCH")
+    return found.group(1).strip()
+
+
+SEARCH_PAGE = _search_page_query()
 
 _F_SDL = """
 type Query { search(query: String!, first: Int, filter: SearchFilter): SearchConnection! }
