@@ -262,6 +262,7 @@ def create_app(
     app.state.statements = statements
     app.state.queryids = queryids
     app.state.search_log = search_log
+    app.state.graphql_endpoint = endpoint  # the document view (gateway.document_view) reads through it
     if router is not None:
         holder["router"] = router
     return app

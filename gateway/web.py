@@ -138,9 +138,15 @@ async def search_page(request: Request) -> Response:
 
 
 def web_routes() -> list[BaseRoute]:
-    """Routes for the app: ``/``, ``/static/vendor/<asset>`` and ``/static/...``. Order matters."""
+    """Routes for the app: ``/``, ``/documents/<id>``, ``/static/vendor/<asset>`` and ``/static/...``.
+
+    Order matters. The document view reads through the app's /graphql endpoint (``app.state.graphql_endpoint``).
+    """
+    from gateway.document_view import document_page  # it renders with this module's page headers
+
     return [
         Route("/", search_page, methods=["GET", "HEAD"], name="search_page"),
+        Route("/documents/{document_id}", document_page, methods=["GET", "HEAD"], name="document_page"),
         Route("/static/vendor/{name:path}", vendor_asset, methods=["GET", "HEAD"], name="vendor_asset"),
         # check_dir=False: an install without the static files (a wheel built without package data) still starts.
         Mount("/static", app=_RevalidatedStaticFiles(directory=STATIC_DIR, check_dir=False), name="static"),

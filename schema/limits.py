@@ -86,7 +86,10 @@ def _page_size(field: FieldNode) -> int | None:
 _PER_OBJECT = {"search": 1, "municipalities": 1, "documents": 1, "pages": 1, "popularSearches": 1, "totalCount": 2,
                "upsertMunicipality": 2, "upsertDocument": 2, "deleteDocument": 2}
 _ROOT_ONLY = {"municipality": 1}  # Query.municipality; elsewhere "municipality" is a batched lookup
-_PER_GROUP = {"node": 1, "nodes": 3, "document": 1, "municipality": 1, "headline": 1}
+# A document's own pages (schema.document_loaders): one batch per group of documents or pages. ``page`` is
+# also the (free) page of a DocumentMatch; counting it there too only over-estimates.
+_PER_GROUP = {"node": 1, "nodes": 3, "document": 1, "municipality": 1, "headline": 1, "matchingPages": 1,
+              "pageNumbers": 1, "matchingPageNumbers": 1, "page": 1, "highlightedText": 1}
 
 
 def _sql_role(name: str, *, root: bool) -> tuple[str, int]:

@@ -96,6 +96,10 @@ def _traced(ctx: Context, name: str, load: Callable[[Sequence[Any]], Awaitable[l
     return batch
 
 
+#: For batch functions of other loader modules.
+traced = _traced
+
+
 def _municipalities(ctx: Context) -> DataLoader[int, MunicipalityRow | None]:
     async def load(keys: Sequence[int]) -> list[MunicipalityRow | None]:
         rows = await cached_rows(

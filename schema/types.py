@@ -11,11 +11,11 @@ import strawberry
 from psycopg import sql
 from strawberry.types import Info
 
-from schema import ids, loaders
+from schema import document_loaders, ids, loaders
 from schema.context import Context
 from schema.cursors import fingerprint
 from schema.db import fetch_all
-from schema.errors import Unavailable
+from schema.errors import BadUserInput, Unavailable
 from schema.loaders import DOCUMENT_COLUMNS, DocumentRow, MunicipalityRow
 from schema.pagination import page_request, trim_page
 from schema.search_sql import PAGE_COLUMNS, PageRow
@@ -236,6 +236,72 @@ class MeetingDocument(Node):
             ),
         )
 
+    @strawberry.field(
+        description="The document's pages that match a search query (the `search` syntax), in page order, with "
+        "their excerpts, and how many there are. Batched: the documents of one page of results cost one "
+        "statement together."
+    )
+    async def matching_pages(
+        self,
+        info: Ctx,
+        query: Annotated[str, strawberry.argument(description="The search query, as given to `search`.")],
+        first: Annotated[
+            int, strawberry.argument(description="How many matching pages to list (at most 100).")
+        ] = 3,
+    ) -> DocumentMatches:
+        if not 0 <= first <= document_loaders.MAX_MATCHING_PAGES:
+            raise BadUserInput(f"first must be between 0 and {document_loaders.MAX_MATCHING_PAGES}")
+        text = document_loaders.check_query(query)
+        found = await document_loaders.matching_pages(info.context, text, first).load(
+            (self.pk, self.meeting_date)
+        )
+        matches = []
+        for row, headline in found.pages:
+            page = MeetingPage.from_row(row)
+            page.prefetched_document = self
+            matches.append(DocumentMatch(headline=headline, page=page))
+        return DocumentMatches(count=found.count, edges=matches)
+
+    @strawberry.field(description="The numbers of the document's pages, in order.")
+    async def page_numbers(self, info: Ctx) -> list[int]:
+        return await document_loaders.page_numbers(info.context).load((self.pk, self.meeting_date))
+
+    @strawberry.field(description="The numbers of the document's pages that match a search query, in order.")
+    async def matching_page_numbers(
+        self,
+        info: Ctx,
+        query: Annotated[str, strawberry.argument(description="The search query, as given to `search`.")],
+    ) -> list[int]:
+        text = document_loaders.check_query(query)
+        return await document_loaders.page_numbers(info.context, text).load((self.pk, self.meeting_date))
+
+    @strawberry.field(description="The page with this number, or null when the document has none.")
+    async def page(
+        self, info: Ctx, number: Annotated[int, strawberry.argument(description="The page number.")]
+    ) -> MeetingPage | None:
+        row = await document_loaders.pages_by_number(info.context).load((self.pk, self.meeting_date, number))
+        if row is None:
+            return None
+        page = MeetingPage.from_row(row)
+        page.prefetched_document = self
+        return page
+
+
+@strawberry.type(description="A page of a document that matches a search query.")
+class DocumentMatch:
+    headline: str = strawberry.field(
+        description="HTML-escaped excerpt around the matches; matched words are wrapped in <mark>…</mark>."
+    )
+    page: MeetingPage = strawberry.field(description="The matching page.")
+
+
+@strawberry.type(description="The pages of one document that match a search query.")
+class DocumentMatches:
+    count: int = strawberry.field(description="How many of the document's pages match (exact).")
+    edges: list[DocumentMatch] = strawberry.field(
+        description="The first matching pages in page order (as many as `first` asked for)."
+    )
+
 
 @strawberry.type(description="An edge to a meeting document.")
 class MeetingDocumentEdge:
@@ -281,6 +347,20 @@ class MeetingPage(Node):
         if self.prefetched_document is not None:
             return self.prefetched_document
         return _load_document(info.context, self.row.document_id)
+
+    @strawberry.field(
+        description="The page's whole text, HTML-escaped, with every match of a search query wrapped in "
+        "<mark>…</mark>. Batched: the pages of one response cost one statement together."
+    )
+    async def highlighted_text(
+        self,
+        info: Ctx,
+        query: Annotated[str, strawberry.argument(description="The search query, as given to `search`.")],
+    ) -> str:
+        text = document_loaders.check_query(query)
+        return await document_loaders.highlighted_text(info.context, text).load(
+            (self.row.meeting_date, self.row.id)
+        )
 
 
 @strawberry.type(description="An edge to a meeting page.")

@@ -1,6 +1,7 @@
-// The search page: reads the search from the URL, runs it against /graphql, and renders results, paging and
-// errors. Every change of search goes through the URL (history.pushState), so back/forward, reload and shared
-// links all reproduce what is on screen.
+// The search page: reads the search from the URL, runs it against /graphql, and renders results (one card per
+// meeting document, cards.js), paging, help and errors. Every change of search goes through the URL
+// (history.pushState), so back/forward, reload and shared links all reproduce what is on screen. A result
+// opens the document view (/documents/<id>, served by the gateway), whose "Back to results" returns here.
 
 import { describeFailure, request } from './api.js';
 import {
@@ -12,16 +13,9 @@ import {
   stateFromSearch,
 } from './state.js';
 import { PAGE, SEARCH } from './queries.js';
-import {
-  STATES,
-  documentTypeLabel,
-  el,
-  formatDate,
-  meetingTitle,
-  pageImageUrl,
-  resultCountText,
-  safeHeadline,
-} from './format.js';
+import { STATES, el, resultCountText } from './format.js';
+import { documentHref, groupByDocument, renderCard } from './cards.js';
+import { noResultSuggestions } from './help.js';
 import { TownPicker } from './towns.js';
 
 const $ = (id) => document.getElementById(id);
@@ -47,13 +41,8 @@ const ui = {
   pager: $('pager'),
   prev: $('prev'),
   next: $('next'),
-  detail: $('detail'),
-  detailBack: $('detail-back'),
-  detailHeading: $('detail-heading'),
-  detailMeta: $('detail-meta'),
-  detailLinks: $('detail-links'),
-  detailStatus: $('detail-status'),
-  detailText: $('detail-text'),
+  noResults: $('no-results'),
+  suggestions: $('suggestions'),
 };
 
 const towns = new TownPicker(
@@ -115,10 +104,10 @@ function stateFromForm() {
   return s;
 }
 
-function navigate(s, { replace = false } = {}) {
+function navigate(s, { replace = false, carry = null } = {}) {
   const url = `${window.location.pathname}${searchFromState(s)}`;
-  if (replace) window.history.replaceState({ results: true }, '', url);
-  else window.history.pushState({ results: true }, '', url);
+  if (replace) window.history.replaceState({ results: true, carry }, '', url);
+  else window.history.pushState({ results: true, carry }, '', url);
   route({ force: true });
 }
 
@@ -161,55 +150,51 @@ function showError(error) {
   ui.status.textContent = '';
 }
 
-function renderEdge(edge) {
-  const page = edge.node;
-  const doc = page.document;
-  const town = doc.municipality;
-  const item = el('li', 'result');
+/** The document view's URL for a result, carrying this search and the way back to exactly these results. */
+function resultLink(documentId, pageNumber) {
+  return documentHref(documentId, { q: current.q, page: pageNumber, results: window.location.search });
+}
 
-  const title = el('h3', 'result-title');
-  const link = el('a', null, meetingTitle(doc.meetingName));
-  link.href = `${window.location.pathname}${window.location.search}#page=${encodeURIComponent(page.id)}`;
-  link.dataset.pageId = page.id;
-  title.append(link);
-
-  const meta = el('p', 'meta');
-  const time = el('time', null, formatDate(doc.meetingDate));
-  time.dateTime = doc.meetingDate;
-  meta.append(
-    el('span', 'meta-town', `${town.name}, ${town.state}`),
-    time,
-    el('span', 'meta-type', documentTypeLabel(doc.documentType)),
-    el('span', 'meta-page', `Page ${page.pageNumber}`),
-  );
-
-  const headline = el('p', 'headline');
-  headline.append(safeHeadline(edge.headline));
-
-  item.append(title, meta, headline);
-  const image = pageImageUrl(page.pageImage, town.subdomain);
-  if (image) {
-    const links = el('p', 'links');
-    const a = el('a', null, `Page image (page ${page.pageNumber})`);
-    a.href = image;
-    a.rel = 'noopener noreferrer';
-    a.target = '_blank';
-    links.append(a);
-    item.append(links);
-  }
-  return item;
+function showNoResults(show) {
+  ui.noResults.hidden = !show;
+  if (!show) return;
+  const names = new Map(towns.catalogue ? towns.catalogue.map((t) => [t.subdomain, `${t.name}, ${t.state}`]) : []);
+  const items = noResultSuggestions(current, (t) => names.get(t) || t).map(({ text, href }) => {
+    const item = el('li');
+    const a = el('a', null, text);
+    a.href = href;
+    item.append(a);
+    return item;
+  });
+  ui.suggestions.replaceChildren(...items);
+  ui.suggestions.hidden = items.length === 0;
 }
 
 function renderSearch(data) {
   const connection = data.search;
   pageInfo = connection.pageInfo;
-  ui.results.replaceChildren(...connection.edges.map(renderEdge));
+  const groups = groupByDocument(connection.edges);
+  // The document the previous page of results ended with, when this page was reached with "Next".
+  const carried = (window.history.state && window.history.state.carry) || null;
+  ui.results.replaceChildren(
+    ...groups.map((group, index) =>
+      renderCard(group, {
+        link: resultLink,
+        query: current.q,
+        continued: index === 0 && group.doc.id === carried && Boolean(current.after),
+        index,
+      }),
+    ),
+  );
   const count = resultCountText(connection.totalCount);
+  const first = !(current.after || current.before);
   if (connection.edges.length === 0) {
-    ui.status.textContent = current.after || current.before ? 'No more results.' : 'No results. Try fewer words or filters.';
+    ui.status.textContent = first ? '' : 'No more results.';
   } else {
-    ui.status.textContent = count;
+    const meetings = `${groups.length} meeting${groups.length === 1 ? '' : 's'} on this page`;
+    ui.status.textContent = `${count} · ${meetings}`;
   }
+  showNoResults(connection.edges.length === 0 && first);
   ui.pager.hidden = !(pageInfo.hasNextPage || pageInfo.hasPreviousPage);
   setBusy(false);
   if (focusResultsAfterLoad) {
@@ -223,6 +208,7 @@ async function runSearch(s) {
   const key = searchFromState(s);
   clearError();
   ui.intro.hidden = Boolean(s.q);
+  ui.noResults.hidden = true;
   if (!s.q) {
     pageInfo = null;
     ui.results.replaceChildren();
@@ -258,57 +244,25 @@ async function runSearch(s) {
   }
 }
 
-// --- one page in full --------------------------------------------------------------------------------------
+// --- links of the earlier one-page view ------------------------------------------------------------------
 
-async function showDetail(id) {
-  ui.resultsSection.hidden = true;
-  ui.detail.hidden = false;
-  ui.detailHeading.textContent = 'Loading page…';
-  ui.detailMeta.textContent = '';
-  ui.detailLinks.replaceChildren();
-  ui.detailText.textContent = '';
-  ui.detailStatus.textContent = '';
-  delete ui.detail.dataset.loaded;
-  ui.detailBack.href = `${window.location.pathname}${window.location.search}`;
-  if (inflight) inflight.abort();
-  const controller = new AbortController();
-  inflight = controller;
+/** "#page=<id>" (links shared before the document view existed) opens that page in the document view. */
+async function openLegacyPage(id) {
+  ui.status.textContent = 'Opening the page…';
   try {
-    const data = await request(PAGE, { id }, { signal: controller.signal });
+    const data = await request(PAGE, { id });
     const page = data.node;
-    if (!page || page.__typename !== 'MeetingPage') {
-      ui.detailHeading.textContent = 'Page not found';
-      ui.detailStatus.textContent = 'This page is not in the records (it may have been replaced or removed).';
+    if (page && page.__typename === 'MeetingPage') {
+      const search = window.location.search;
+      window.location.replace(documentHref(page.document.id, { q: current.q, page: page.pageNumber, results: search }));
       return;
     }
-    const doc = page.document;
-    const town = doc.municipality;
-    ui.detailHeading.textContent = `${meetingTitle(doc.meetingName)} — ${town.name}, ${town.state}`;
-    ui.detailMeta.textContent = [
-      formatDate(doc.meetingDate),
-      documentTypeLabel(doc.documentType),
-      `Page ${page.pageNumber}`,
-    ].join(' · ');
-    const image = pageImageUrl(page.pageImage, town.subdomain);
-    if (image) {
-      const a = el('a', null, 'Page image');
-      a.href = image;
-      a.rel = 'noopener noreferrer';
-      a.target = '_blank';
-      ui.detailLinks.append(a);
-    }
-    ui.detailText.textContent = page.text;
-    ui.detailHeading.focus({ preventScroll: true });
-    window.scrollTo(0, 0);
+    ui.status.textContent = 'That page is not in the records (it may have been replaced or removed).';
   } catch (error) {
-    if (error && error.name === 'AbortError') return;
-    const failure = describeFailure(error);
-    ui.detailHeading.textContent = failure.title;
-    ui.detailStatus.textContent = failure.detail;
-  } finally {
-    if (inflight === controller) inflight = null;
-    if (!controller.signal.aborted) ui.detail.dataset.loaded = id;
+    showError(error);
   }
+  window.history.replaceState({ results: true }, '', `${window.location.pathname}${window.location.search}`);
+  runSearch(current);
 }
 
 // --- routing -----------------------------------------------------------------------------------------------
@@ -321,11 +275,9 @@ function route({ force = false } = {}) {
   showStateInForm(current);
   const pageId = pageIdFromHash(window.location.hash);
   if (pageId) {
-    showDetail(pageId);
+    openLegacyPage(pageId);
     return;
   }
-  ui.detail.hidden = true;
-  ui.resultsSection.hidden = false;
   runSearch(current);
 }
 
@@ -342,7 +294,10 @@ function page(direction) {
     return;
   }
   focusResultsAfterLoad = true;
-  navigate(s);
+  // Remember which document this page ended with: if the next page begins with it, its card says so.
+  const cards = ui.results.querySelectorAll('.doc-card');
+  const carry = direction === 'next' && cards.length ? cards[cards.length - 1].dataset.documentId : null;
+  navigate(s, { carry });
 }
 
 // --- wiring ------------------------------------------------------------------------------------------------
@@ -368,26 +323,6 @@ ui.clearFilters.addEventListener('click', () => {
 });
 ui.prev.addEventListener('click', () => page('prev'));
 ui.next.addEventListener('click', () => page('next'));
-
-// Result links open the page view in place (same URL plus #page=<id>), keeping the search for Back.
-ui.results.addEventListener('click', (event) => {
-  const link = event.target.closest('a[data-page-id]');
-  if (!link || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey) {
-    return;
-  }
-  event.preventDefault();
-  window.history.pushState({ detail: true }, '', link.href);
-  route();
-});
-ui.detailBack.addEventListener('click', (event) => {
-  if (event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey) return;
-  event.preventDefault();
-  if (window.history.state && window.history.state.detail) window.history.back();
-  else {
-    window.history.pushState({ results: true }, '', ui.detailBack.href);
-    route();
-  }
-});
 
 window.addEventListener('popstate', () => route());
 window.addEventListener('hashchange', () => route());

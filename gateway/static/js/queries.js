@@ -9,39 +9,47 @@ query Search($query: String!, $filter: SearchFilter, $orderBy: SearchOrder,
     pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
     edges {
       cursor
-      headline
       node {
         id
         pageNumber
-        pageImage
         document {
           id
           meetingName
           meetingDate
           documentType
           municipality { subdomain name state }
+          matchingPages(query: $query, first: 3) {
+            count
+            edges { headline page { id pageNumber } }
+          }
         }
       }
     }
   }
 }`;
 
+// "N more matching pages in this meeting": every matching page of one document (up to 100), in page order.
+export const MORE_MATCHES = `
+query MoreMatches($id: ID!, $query: String!) {
+  node(id: $id) {
+    ... on MeetingDocument {
+      id
+      matchingPages(query: $query, first: 100) {
+        count
+        edges { headline page { id pageNumber } }
+      }
+    }
+  }
+}`;
+
+// Links of the earlier page view ("#page=<id>") lead to the document view at that page.
 export const PAGE = `
 query Page($id: ID!) {
   node(id: $id) {
     __typename
     ... on MeetingPage {
-      id
-      sourceId
       pageNumber
-      pageImage
-      text
-      document {
-        meetingName
-        meetingDate
-        documentType
-        municipality { subdomain name state }
-      }
+      document { id }
     }
   }
 }`;

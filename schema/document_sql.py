@@ -1,0 +1,102 @@
+"""The SQL behind a meeting document's own pages: which of them match a search, and their text marked up.
+
+Every statement here takes a batch of keys (one DataLoader batch: the documents of one page of results, or the
+pages of one view) and reads only the partitions of the documents' dates: a document's pages share its
+``meeting_date``, the partition key, and ``(document_id, page_number)`` is indexed.
+
+The text search itself is the search's own: the query is ``search_sql.TSQ`` (the same configuration and
+syntax), matched against the same ``search_vector``, and excerpts use ``search_sql.HEADLINE_OPTIONS``, so a
+page that a search finds is a page these statements call a match. Nothing from the client is formatted into
+SQL text: fragments are constants, values are parameters.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from psycopg import sql
+
+from schema.search_sql import HEADLINE_OPTIONS, PAGE_COLUMNS, TSQ
+
+#: The whole text, every match marked (the document view). Same sentinels as the excerpts.
+HIGHLIGHT_ALL_OPTIONS = 'StartSel="\ue000", StopSel="\ue001", HighlightAll=true'
+
+#: The most matching pages one document lists with their excerpts (``matchingPages(first:)``).
+MAX_MATCHING_PAGES = 100
+
+
+def _marked(options: str) -> sql.Composable:
+    """ts_headline over a page's text with sentinel delimiters (see search_sql.headline_query for why the
+    text's own ``<``, ``>`` and sentinel characters are translated first); loaders.render_headline turns the
+    result into escaped HTML with ``<mark>`` tags."""
+    return sql.SQL(
+        "ts_headline('public.civic'::regconfig, translate(p.text, E'<>\\uE000\\uE001', E'\\uE002\\uE003'), "
+        "{tsq}, {opts})"
+    ).format(tsq=TSQ, opts=sql.Literal(options))
+
+
+_DOCUMENT_KEYS = sql.SQL(
+    "unnest(%(docs)s::bigint[], %(days)s::date[]) AS k(doc, day) "
+    "JOIN public.meeting_page p ON p.document_id = k.doc AND p.meeting_date = k.day"
+)
+
+
+@functools.lru_cache(maxsize=1)
+def matching_pages() -> sql.Composed:
+    """Per document: how many of its pages match ``%(q)s``, and the first ``%(first)s`` of them in page order
+    with their excerpts. Row: document id, count, the page columns (as search rows: rank NULL), excerpt."""
+    return sql.SQL(
+        """
+        SELECT m.document_id, m.n, {cols}, NULL::real, {headline}
+          FROM (SELECT p.id, p.meeting_date, p.document_id,
+                       count(*) OVER w AS n,
+                       row_number() OVER (w ORDER BY p.page_number, p.id) AS r
+                  FROM {keys}
+                 WHERE p.search_vector @@ {tsq}
+                WINDOW w AS (PARTITION BY p.document_id)) m
+          JOIN public.meeting_page p ON p.id = m.id AND p.meeting_date = m.meeting_date
+         WHERE m.r <= %(first)s
+         ORDER BY m.document_id, p.page_number, p.id
+        """
+    ).format(cols=PAGE_COLUMNS, headline=_marked(HEADLINE_OPTIONS), keys=_DOCUMENT_KEYS, tsq=TSQ)
+
+
+@functools.lru_cache(maxsize=2)
+def page_numbers(*, matching: bool) -> sql.Composed:
+    """Per document: the numbers of its pages in order (only those matching ``%(q)s`` when ``matching``)."""
+    where = sql.SQL("WHERE p.search_vector @@ {}").format(TSQ) if matching else sql.SQL("")
+    return sql.SQL(
+        """
+        SELECT p.document_id, array_agg(p.page_number ORDER BY p.page_number, p.id)
+          FROM {keys}
+          {where}
+         GROUP BY p.document_id
+        """
+    ).format(keys=_DOCUMENT_KEYS, where=where)
+
+
+@functools.lru_cache(maxsize=1)
+def pages_by_number() -> sql.Composed:
+    """Pages by (document, date, page number). Row: the page columns, as search rows (rank NULL)."""
+    return sql.SQL(
+        """
+        SELECT {cols}, NULL::real
+          FROM unnest(%(docs)s::bigint[], %(days)s::date[], %(numbers)s::int[]) AS k(doc, day, number)
+          JOIN public.meeting_page p
+            ON p.document_id = k.doc AND p.meeting_date = k.day AND p.page_number = k.number
+         ORDER BY p.document_id, p.page_number, p.id
+        """
+    ).format(cols=PAGE_COLUMNS)
+
+
+@functools.lru_cache(maxsize=1)
+def highlighted_text() -> sql.Composed:
+    """The whole text of pages by (id, date), every match of ``%(q)s`` between sentinels."""
+    return sql.SQL(
+        """
+        SELECT p.id, p.meeting_date, {marked}
+          FROM public.meeting_page p
+          JOIN unnest(%(ids)s::text[], %(dates)s::date[]) AS k(id, meeting_date)
+            ON p.id = k.id AND p.meeting_date = k.meeting_date
+        """
+    ).format(marked=_marked(HIGHLIGHT_ALL_OPTIONS))
