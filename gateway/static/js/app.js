@@ -186,7 +186,7 @@ function renderSearch(data) {
       }),
     ),
   );
-  const count = resultCountText(connection.totalCount);
+  const count = resultCountText(connection.totalCount, 'matching page');
   const first = !(current.after || current.before);
   if (connection.edges.length === 0) {
     ui.status.textContent = first ? '' : 'No more results.';

@@ -25,13 +25,16 @@ export function formatDate(isoDate) {
 
 const NUMBER_FORMAT = new Intl.NumberFormat();
 
-/** "About 10,000 results", "1 result", "No results". */
-export function resultCountText(count) {
+/**
+ * "About 10,000 results", "1 result", "No results" (or another noun: "12 matching pages"). "About" whenever the
+ * server says the count is an estimate or a lower bound (totalCount.exact is false).
+ */
+export function resultCountText(count, noun = 'result') {
   if (!count) return '';
   const n = NUMBER_FORMAT.format(count.value);
-  if (count.value === 0 && count.exact) return 'No results';
-  const noun = count.value === 1 && count.exact ? 'result' : 'results';
-  return count.exact ? `${n} ${noun}` : `About ${n} ${noun}`;
+  if (count.value === 0 && count.exact) return `No ${noun}s`;
+  const word = count.value === 1 && count.exact ? noun : `${noun}s`;
+  return count.exact ? `${n} ${word}` : `About ${n} ${word}`;
 }
 
 export function documentTypeLabel(type) {

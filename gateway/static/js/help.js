@@ -51,7 +51,7 @@ export function noResultSuggestions(s, townName = (t) => t) {
     }
   }
   const words = plainWords(s.q);
-  if (words.length > 1 && !/\bor\b/i.test(s.q) && !s.q.includes('"')) {
+  if (words.length > 1 && !/\bor\b/i.test(s.q)) {
     out.push({
       text: `Match any of the words: ${words.join(' or ')}`,
       href: without(s, (n) => {
