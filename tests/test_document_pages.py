@@ -119,7 +119,7 @@ def test_document_view_opens_at_the_first_match_and_marks_it(client: httpx.Clien
     assert f"<mark>{word}</mark>" in html
     assert 'href="/?q=' + word + '&amp;type=minutes"' in html  # back to exactly those results
     assert "is on 3 of 6 pages" in html
-    assert 'rel="next"' in html and f"page=3" in html
+    assert 'rel="next"' in html and "page=3" in html
     assert 'href="https://docview.zz.civic.band/_minutes/ParksAndRecreationBoard/2021-03-04/2.png"' in html
     # The page with markup in its text: escaped, never live.
     four = _view(client, meeting, f"?q={word}&page=4").text
