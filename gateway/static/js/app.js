@@ -324,6 +324,16 @@ ui.clearFilters.addEventListener('click', () => {
 ui.prev.addEventListener('click', () => page('prev'));
 ui.next.addEventListener('click', () => page('next'));
 
+// A suggestion (no results) is a search of this page: follow it in place, as the form would.
+ui.suggestions.addEventListener('click', (event) => {
+  const link = event.target.closest('a[href]');
+  if (!link || event.button !== 0 || event.metaKey || event.ctrlKey || event.shiftKey || event.altKey) return;
+  event.preventDefault();
+  window.history.pushState({ results: true }, '', link.getAttribute('href'));
+  focusResultsAfterLoad = true;
+  route();
+});
+
 window.addEventListener('popstate', () => route());
 window.addEventListener('hashchange', () => route());
 
