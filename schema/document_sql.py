@@ -16,6 +16,7 @@ import functools
 
 from psycopg import sql
 
+from migrations.partitions import PAGE_COLUMNS as COLUMN_ORDER
 from schema.search_sql import HEADLINE_OPTIONS, PAGE_COLUMNS, TSQ
 
 #: The whole text, every match marked (the document view). Same sentinels as the excerpts.
@@ -35,10 +36,14 @@ def _marked(options: str) -> sql.Composable:
     ).format(tsq=TSQ, opts=sql.Literal(options))
 
 
-_DOCUMENT_KEYS = sql.SQL(
-    "unnest(%(docs)s::bigint[], %(days)s::date[]) AS k(doc, day) "
-    "JOIN public.meeting_page p ON p.document_id = k.doc AND p.meeting_date = k.day"
-)
+#: The page columns as the lateral subqueries below select them, so their alias reads like the table's.
+_INNER_COLUMNS = sql.SQL(", ").join(sql.Identifier("p", c) for c in COLUMN_ORDER)
+#: The documents of a batch. Each lookup below is correlated to one key (LATERAL or a sub-select), so it runs as
+#: an index scan of (document_id, page_number) in the one partition of that key's date: the date is a parameter
+#: known at execution, and PostgreSQL prunes the other partitions then. A plain join of the keys to the table
+#: lets the planner pick a hash join over every partition instead (seen on the test corpus).
+_KEYS = sql.SQL("unnest(%(docs)s::bigint[], %(days)s::date[]) AS k(doc, day)")
+_OWN_PAGES = sql.SQL("p.document_id = k.doc AND p.meeting_date = k.day")
 
 
 @functools.lru_cache(maxsize=1)
@@ -47,32 +52,36 @@ def matching_pages() -> sql.Composed:
     with their excerpts. Row: document id, count, the page columns (as search rows: rank NULL), excerpt."""
     return sql.SQL(
         """
-        SELECT m.document_id, m.n, {cols}, NULL::real, {headline}
-          FROM (SELECT p.id, p.meeting_date, p.document_id,
-                       count(*) OVER w AS n,
-                       row_number() OVER (w ORDER BY p.page_number, p.id) AS r
-                  FROM {keys}
-                 WHERE p.search_vector @@ {tsq}
-                WINDOW w AS (PARTITION BY p.document_id)) m
-          JOIN public.meeting_page p ON p.id = m.id AND p.meeting_date = m.meeting_date
-         WHERE m.r <= %(first)s
-         ORDER BY m.document_id, p.page_number, p.id
+        SELECT k.doc, p.n, {cols}, NULL::real, {headline}
+          FROM {keys}
+         CROSS JOIN LATERAL (
+               SELECT {inner}, count(*) OVER () AS n, row_number() OVER (ORDER BY p.page_number, p.id) AS r
+                 FROM public.meeting_page p
+                WHERE {own} AND p.search_vector @@ {tsq}) p
+         WHERE p.r <= %(first)s
+         ORDER BY k.doc, p.page_number, p.id
         """
-    ).format(cols=PAGE_COLUMNS, headline=_marked(HEADLINE_OPTIONS), keys=_DOCUMENT_KEYS, tsq=TSQ)
+    ).format(
+        cols=PAGE_COLUMNS,
+        headline=_marked(HEADLINE_OPTIONS),
+        keys=_KEYS,
+        inner=_INNER_COLUMNS,
+        own=_OWN_PAGES,
+        tsq=TSQ,
+    )
 
 
 @functools.lru_cache(maxsize=2)
 def page_numbers(*, matching: bool) -> sql.Composed:
     """Per document: the numbers of its pages in order (only those matching ``%(q)s`` when ``matching``)."""
-    where = sql.SQL("WHERE p.search_vector @@ {}").format(TSQ) if matching else sql.SQL("")
+    match = sql.SQL("AND p.search_vector @@ {}").format(TSQ) if matching else sql.SQL("")
     return sql.SQL(
         """
-        SELECT p.document_id, array_agg(p.page_number ORDER BY p.page_number, p.id)
+        SELECT k.doc, ARRAY(SELECT p.page_number FROM public.meeting_page p
+                             WHERE {own} {match} ORDER BY p.page_number, p.id)
           FROM {keys}
-          {where}
-         GROUP BY p.document_id
         """
-    ).format(keys=_DOCUMENT_KEYS, where=where)
+    ).format(keys=_KEYS, own=_OWN_PAGES, match=match)
 
 
 @functools.lru_cache(maxsize=1)
@@ -82,11 +91,12 @@ def pages_by_number() -> sql.Composed:
         """
         SELECT {cols}, NULL::real
           FROM unnest(%(docs)s::bigint[], %(days)s::date[], %(numbers)s::int[]) AS k(doc, day, number)
-          JOIN public.meeting_page p
-            ON p.document_id = k.doc AND p.meeting_date = k.day AND p.page_number = k.number
-         ORDER BY p.document_id, p.page_number, p.id
+         CROSS JOIN LATERAL (
+               SELECT {inner} FROM public.meeting_page p
+                WHERE {own} AND p.page_number = k.number
+                ORDER BY p.id LIMIT 1) p
         """
-    ).format(cols=PAGE_COLUMNS)
+    ).format(cols=PAGE_COLUMNS, inner=_INNER_COLUMNS, own=_OWN_PAGES)
 
 
 @functools.lru_cache(maxsize=1)
