@@ -44,6 +44,8 @@ _INNER_COLUMNS = sql.SQL(", ").join(sql.Identifier("p", c) for c in COLUMN_ORDER
 #: lets the planner pick a hash join over every partition instead (seen on the test corpus).
 _KEYS = sql.SQL("unnest(%(docs)s::bigint[], %(days)s::date[]) AS k(doc, day)")
 _OWN_PAGES = sql.SQL("p.document_id = k.doc AND p.meeting_date = k.day")
+#: What "a page matches the query" means: the search's own predicate (keep the two the same).
+_MATCHES = sql.SQL("p.search_vector @@ {}").format(TSQ)
 
 
 @functools.lru_cache(maxsize=1)
@@ -57,7 +59,7 @@ def matching_pages() -> sql.Composed:
          CROSS JOIN LATERAL (
                SELECT {inner}, count(*) OVER () AS n, row_number() OVER (ORDER BY p.page_number, p.id) AS r
                  FROM public.meeting_page p
-                WHERE {own} AND p.search_vector @@ {tsq}) p
+                WHERE {own} AND {matches}) p
          WHERE p.r <= %(first)s
          ORDER BY k.doc, p.page_number, p.id
         """
@@ -67,14 +69,14 @@ def matching_pages() -> sql.Composed:
         keys=_KEYS,
         inner=_INNER_COLUMNS,
         own=_OWN_PAGES,
-        tsq=TSQ,
+        matches=_MATCHES,
     )
 
 
 @functools.lru_cache(maxsize=2)
 def page_numbers(*, matching: bool) -> sql.Composed:
     """Per document: the numbers of its pages in order (only those matching ``%(q)s`` when ``matching``)."""
-    match = sql.SQL("AND p.search_vector @@ {}").format(TSQ) if matching else sql.SQL("")
+    match = sql.SQL("AND {}").format(_MATCHES) if matching else sql.SQL("")
     return sql.SQL(
         """
         SELECT k.doc, ARRAY(SELECT p.page_number FROM public.meeting_page p

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from collections.abc import Awaitable
 from typing import Any
 
 import strawberry
@@ -17,6 +18,7 @@ from schema.db import fetch_all, fetch_routed
 from schema.errors import BadUserInput
 from schema.lookahead import Selection, wants
 from schema.pagination import page_request, trim_page
+from schema.search_groups import documents_of_page
 from schema.search_sql import PageRow, SearchSpec
 from schema.types import (
     DocumentType,
@@ -85,6 +87,14 @@ class SearchConnection:
     spec: strawberry.Private[SearchSpec]
     edges: list[SearchEdge] = strawberry.field(description="The results of this page.")
     page_info: PageInfo = strawberry.field(description="Paging information, exact in both directions.")
+
+    @strawberry.field(
+        graphql_type=list[MeetingDocument],
+        description="The meeting documents of this page's results, each once, in the order they first appear "
+        "(for grouping results by document; ask for `matchingPages` here rather than under every edge).",
+    )
+    def documents(self, info: Ctx) -> list[MeetingDocument] | Awaitable[list[MeetingDocument]]:
+        return documents_of_page(self, info)
 
     @strawberry.field(description="Number of matches: exact up to 10,000, an estimate (exact: false) above.")
     async def total_count(self, info: Ctx) -> ResultCount:
@@ -242,9 +252,10 @@ def _extras(selected: Selection | None) -> frozenset[str]:
     out = set()
     if wants(selected, "edges", "headline"):
         out.add("headline")
-    if wants(selected, "edges", "node", "document"):
+    # ``documents`` lists the same documents as the edges' nodes: fetched in the same statement.
+    if wants(selected, "edges", "node", "document") or wants(selected, "documents"):
         out.add("document")
-    if wants(selected, "edges", "node", "document", "municipality"):
+    if wants(selected, "edges", "node", "document", "municipality") or wants(selected, "documents", "municipality"):
         out.add("town")
     return frozenset(out)
 

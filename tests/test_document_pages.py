@@ -100,12 +100,17 @@ def test_search_page_query_sends_at_most_four_statements(client: httpx.Client) -
         ext = body["extensions"]
         assert ext["statements"] <= 4, ext
         assert ext["estimatedStatements"] >= ext["statements"], ext
-        edges = body["data"]["search"]["edges"]
-        assert edges
-        for edge in edges:
-            matches = edge["node"]["document"]["matchingPages"]
+        search = body["data"]["search"]
+        assert search["edges"]
+        # Each document of the page once, in the order the results first name them.
+        first_seen = list(dict.fromkeys(e["node"]["document"]["id"] for e in search["edges"]))
+        assert [d["id"] for d in search["documents"]] == first_seen
+        for doc in search["documents"]:
+            matches = doc["matchingPages"]
             numbers = [m["page"]["pageNumber"] for m in matches["edges"]]
             assert numbers == sorted(numbers) and 1 <= len(numbers) <= 3 and matches["count"] >= len(numbers)
+            hits = [e["node"]["pageNumber"] for e in search["edges"] if e["node"]["document"]["id"] == doc["id"]]
+            assert matches["count"] >= len(hits)
 
 
 def _view(client: httpx.Client, meeting: dict[str, Any], query: str = "") -> httpx.Response:

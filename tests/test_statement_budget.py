@@ -33,7 +33,10 @@ READS = [
     # A document's own pages: per document of a result page (one batch), and as the document view asks.
     """{ search(query: "budget", first: 10) { totalCount { value } edges { node { pageNumber document { id
          matchingPages(query: "budget", first: 3) { count edges { headline page { id pageNumber
-           highlightedText(query: "budget") document { meetingName } } } } } } } } }""",
+           highlightedText(query: "budget") document { meetingName } } } } } } }
+         documents { id municipality { name } matchingPages(query: "budget") { count } } } }""",
+    """{ search(query: "council", first: 5) { documents { meetingName matchingPages(query: "council", first: 2) {
+         edges { headline } } } } }""",
     """{ municipalities(first: 2) { edges { node { documents(first: 2) { edges { node { pageNumbers
          matchingPageNumbers(query: "council") page(number: 1) { pageNumber text
            highlightedText(query: "council") } } } } } } } }""",

@@ -12,13 +12,17 @@ import os
 import re
 import shutil
 import urllib.parse
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests import test_web_browser
-from tests.conftest import ServedGateway
+from tests.conftest import WRITER_TOKEN, ServedGateway, gql
+from tests.helpers import eventually
 from tests.test_web_browser import (
     ARTIFACTS,
     DESKTOP,
@@ -28,6 +32,7 @@ from tests.test_web_browser import (
     Keys,
     WebDriver,
     assert_no_console_errors,
+    hit_count,
     open_page,
     query_of,
     result_ids,
@@ -253,3 +258,70 @@ def test_phone_width_and_screenshots(browser: WebDriver, gateway: ServedGateway)
         DOCS_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         for name, path in shots.items():
             shutil.copyfile(path, DOCS_SCREENSHOTS / f"{name}.png")
+
+
+# --- one meeting over two pages of results ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def long_meeting(gateway: ServedGateway) -> Iterator[dict[str, Any]]:
+    """One document of 12 pages that all hold a word found nowhere else: 10 results, then 2."""
+    word = f"wombat{uuid.uuid4().hex[:8]}"
+    writer = {"Authorization": f"Bearer {WRITER_TOKEN}"}
+    with httpx.Client(base_url=gateway.url, timeout=30) as http:
+        gql(http, """mutation { upsertMunicipality(input: {subdomain: "longmeeting.zz", name: "Longmeeting",
+            state: "ZZ"}) { consistencyToken } }""", headers=writer)
+        body = gql(http, """mutation($pages: [PageInput!]!) { upsertDocument(input: {
+            municipality: "longmeeting.zz", meetingName: "CityCouncil", meetingDate: "2022-06-07",
+            documentType: MINUTES, pages: $pages}) { document { id } } }""",
+            {"pages": [{"sourceId": f"{word}-p{n}", "pageNumber": n, "text": f"Item {n}: the {word} report."}
+                       for n in range(1, 13)]}, writer)
+        doc_id = body["data"]["upsertDocument"]["document"]["id"]
+        find = 'query($w: String!) { search(query: $w, first: 1) { edges { node { id pageNumber } } } }'
+
+        def visible() -> Any:  # on whichever node the page's own reads go to, without a consistency token
+            edges = gql(http, find, {"w": word}, {"X-Max-Staleness-Ms": "0"})["data"]["search"]["edges"]
+            return edges and edges[0]["node"]
+
+        first = eventually(visible, timeout_s=10, what="the new meeting to be searchable")
+        yield {"word": word, "id": doc_id, "page": first}
+        gql(http, 'mutation($id: ID!) { deleteDocument(id: $id) { deletedId } }', {"id": doc_id}, writer)
+
+
+def test_a_meeting_over_two_result_pages(
+    browser: WebDriver, gateway: ServedGateway, long_meeting: dict[str, Any]
+) -> None:
+    word = long_meeting["word"]
+    open_page(browser, f"{gateway.url}/?q={word}")
+    ids = result_ids(browser)
+    assert len(ids) == 1 and hit_count(ids) == 10, ids  # ten results, one card
+    card = browser.find_element(By.CSS_SELECTOR, "#results .doc-card")
+    assert card.find_element(By.CSS_SELECTOR, ".meta-count").text == "12 matching pages"
+    assert texts(browser, "#results .page-link") == ["Page 1", "Page 2", "Page 3"]
+    assert card.find_element(By.CSS_SELECTOR, ".more").text == "9 more matching pages in this meeting"
+    assert browser.find_element(By.ID, "status").text == "12 matching pages · 1 meeting on this page"
+    assert not browser.find_element(By.ID, "end-of-results").is_displayed()
+    assert not card.find_elements(By.CSS_SELECTOR, ".continued")
+
+    mark = settled(browser)
+    browser.find_element(By.ID, "next").click()
+    wait_settled(browser, mark)
+    ids = result_ids(browser)
+    assert len(ids) == 1 and hit_count(ids) == 2, ids
+    card = browser.find_element(By.CSS_SELECTOR, "#results .doc-card")
+    assert "Continued from the previous page" in card.find_element(By.CSS_SELECTOR, ".continued").text
+    assert browser.find_element(By.ID, "end-of-results").is_displayed()
+    assert not browser.find_element(By.ID, "next").is_enabled()
+    assert_accessible(browser)
+
+
+def test_links_of_the_old_page_view_open_the_document_view(
+    browser: WebDriver, gateway: ServedGateway, long_meeting: dict[str, Any]
+) -> None:
+    page = long_meeting["page"]
+    word = long_meeting["word"]
+    browser.get(f"{gateway.url}/?q={word}#page={urllib.parse.quote(page['id'])}")
+    wait_for(browser, doc_loaded, "the document view")
+    assert urllib.parse.urlsplit(browser.current_url).path == f"/documents/{long_meeting['id']}"
+    assert page_of_view(browser) == page["pageNumber"]
+    assert texts(browser, "#page-text mark") == [word]

@@ -42,6 +42,7 @@ const ui = {
   prev: $('prev'),
   next: $('next'),
   noResults: $('no-results'),
+  end: $('end-of-results'),
   suggestions: $('suggestions'),
 };
 
@@ -173,7 +174,7 @@ function showNoResults(show) {
 function renderSearch(data) {
   const connection = data.search;
   pageInfo = connection.pageInfo;
-  const groups = groupByDocument(connection.edges);
+  const groups = groupByDocument(connection.documents, connection.edges);
   // The document the previous page of results ended with, when this page was reached with "Next".
   const carried = (window.history.state && window.history.state.carry) || null;
   ui.results.replaceChildren(
@@ -195,6 +196,8 @@ function renderSearch(data) {
     ui.status.textContent = `${count} · ${meetings}`;
   }
   showNoResults(connection.edges.length === 0 && first);
+  // Paging is offered only as far as the server says there is more: no page count is promised.
+  ui.end.hidden = !(connection.edges.length > 0 && !pageInfo.hasNextPage && !first);
   ui.pager.hidden = !(pageInfo.hasNextPage || pageInfo.hasPreviousPage);
   setBusy(false);
   if (focusResultsAfterLoad) {
@@ -209,6 +212,7 @@ async function runSearch(s) {
   clearError();
   ui.intro.hidden = Boolean(s.q);
   ui.noResults.hidden = true;
+  ui.end.hidden = true;
   if (!s.q) {
     pageInfo = null;
     ui.results.replaceChildren();

@@ -21,19 +21,16 @@ export function documentHref(documentId, { q, page = null, results = '' }) {
   return `/documents/${encodeURIComponent(documentId)}${text ? `?${text}` : ''}`;
 }
 
-/** The edges of a result page as groups [{doc, hits: [pageNumber...]}], in the order documents first appear. */
-export function groupByDocument(edges) {
-  const groups = [];
-  const byId = new Map();
+/**
+ * A result page as groups [{doc, hits: [pageNumber...]}]: its `documents` (each once, in the order they first
+ * appear among the results) with the page numbers of this page's results in each, in page order.
+ */
+export function groupByDocument(documents, edges) {
+  const groups = documents.map((doc) => ({ doc, hits: [] }));
+  const byId = new Map(groups.map((g) => [g.doc.id, g]));
   for (const edge of edges) {
-    const doc = edge.node.document;
-    let group = byId.get(doc.id);
-    if (!group) {
-      group = { doc, hits: [] };
-      byId.set(doc.id, group);
-      groups.push(group);
-    }
-    group.hits.push(edge.node.pageNumber);
+    const group = byId.get(edge.node.document.id);
+    if (group) group.hits.push(edge.node.pageNumber);
   }
   for (const group of groups) group.hits.sort((a, b) => a - b);
   return groups;

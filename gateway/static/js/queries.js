@@ -7,22 +7,16 @@ query Search($query: String!, $filter: SearchFilter, $orderBy: SearchOrder,
          first: $first, after: $after, last: $last, before: $before) {
     totalCount { value exact }
     pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
-    edges {
-      cursor
-      node {
-        id
-        pageNumber
-        document {
-          id
-          meetingName
-          meetingDate
-          documentType
-          municipality { subdomain name state }
-          matchingPages(query: $query, first: 3) {
-            count
-            edges { headline page { id pageNumber } }
-          }
-        }
+    edges { node { pageNumber document { id } } }
+    documents {
+      id
+      meetingName
+      meetingDate
+      documentType
+      municipality { subdomain name state }
+      matchingPages(query: $query, first: 3) {
+        count
+        edges { headline page { id pageNumber } }
       }
     }
   }
