@@ -24,6 +24,7 @@ from gateway.cache import ResultCache
 from gateway.documents import DocumentCache
 from gateway.endpoint import GraphQLEndpoint
 from gateway.metrics import Metrics
+from gateway.persisted import PersistedQueries
 from gateway.pgss import StatementStats, run_collector
 from gateway.ratelimit import RateLimiter
 from gateway.response_cache import ResponseCache
@@ -158,7 +159,12 @@ def create_app(
     )
     queryids = QueryIds()
     statements = StatementStats(queryids=queryids, top_k=settings.pgss_top_k)
-    metrics = Metrics(lambda: holder.get("router"), cache, statements)
+    persisted = PersistedQueries(
+        per_client=settings.apq_per_client,
+        max_total_bytes=settings.apq_max_total_bytes,
+        client_salt=settings.apq_client_key,
+    )
+    metrics = Metrics(lambda: holder.get("router"), cache, statements, persisted)
     search_log = SearchLog(sample=settings.search_log_sample)
     endpoint = GraphQLEndpoint(
         schema,
@@ -173,6 +179,7 @@ def create_app(
         queryids=queryids,
         metrics=metrics,
         search_log=search_log,
+        persisted=persisted,
     )
     once = singletons or Singletons(None)
 
@@ -213,6 +220,7 @@ def create_app(
                     await task
             with contextlib.suppress(Exception):
                 await search_log.flush(active)
+            await persisted.drain()
             if own is not None:
                 await own.close()
             await cache.close()
@@ -262,6 +270,7 @@ def create_app(
     app.state.statements = statements
     app.state.queryids = queryids
     app.state.search_log = search_log
+    app.state.persisted = persisted
     if router is not None:
         holder["router"] = router
     return app

@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     max_query_tokens: int = Field(default=2000, ge=50, description="lexical tokens a document may hold")
     document_cache_size: int = Field(default=1000, ge=1, description="prepared documents kept per worker")
     apq_max_bytes: int = Field(default=64 * 1024, ge=256, description="largest query stored as persisted")
+    apq_per_client: int = Field(default=200, ge=0, description="persisted queries one client may register")
+    apq_max_total_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=0, description="bytes of persisted queries kept in all (PostgreSQL)"
+    )
     max_in_flight: int = Field(default=64, ge=1, description="GraphQL requests in flight per worker")
     rate_limit_enabled: bool = Field(default=True, description="per-client request budgets (HTTP 429 past them)")
     rate_limit_reads_per_minute: int = Field(default=1200, ge=1)
@@ -160,6 +164,11 @@ class Settings(BaseSettings):
     def token_key(self) -> bytes:
         """The key that signs consistency tokens, derived from the cursor secret (a separate purpose)."""
         return hashlib.sha256(b"consistency-token\x00" + self.cursor_key).digest()
+
+    @property
+    def apq_client_key(self) -> bytes:
+        """The key that hashes client identities in the persisted-query table (a separate purpose)."""
+        return hashlib.sha256(b"apq-client\x00" + self.cursor_key).digest()
 
     @property
     def cursor_key(self) -> bytes:
