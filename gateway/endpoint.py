@@ -225,7 +225,6 @@ class GraphQLEndpoint:
             return
         ticket = self._admission.enter()
         if ticket is None:
-            self._metrics.overloaded()
             await error_reply(
                 "the gateway is at capacity; retry shortly",
                 OVERLOADED,

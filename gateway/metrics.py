@@ -189,7 +189,10 @@ class Metrics:
             registry=self.registry, multiprocess_mode="livesum",
         )
         self.overloads = Counter(
-            "civic_requests_overloaded", "Requests refused at once because the worker was at capacity.",
+            "civic_requests_overloaded",
+            "Requests refused at once because the worker was at capacity, by reason (in_flight, loop_lag) and by "
+            "where (protocol: as soon as the head was read; endpoint).",
+            ["reason", "stage"],
             registry=self.registry,
         )
         # Operation names are client input: past this many distinct names, new ones are counted as "other",
@@ -287,8 +290,8 @@ class Metrics:
         self._operations.add(operation)
         return operation
 
-    def overloaded(self) -> None:
-        self.overloads.inc()
+    def overloaded(self, reason: str = "in_flight", stage: str = "endpoint") -> None:
+        self.overloads.labels(reason, stage).inc()
 
     async def endpoint(self, request: Request) -> Response:
         if self.multiprocess_dir is None:

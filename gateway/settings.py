@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     pool_max_waiting: int = Field(
         default=20, ge=0, description="reads that may wait for a connection of one node (0: no bound)"
     )
+    read_wait_s: float = Field(
+        default=1.0, gt=0, description="how long a read waits for a connection before the node counts as busy"
+    )
 
     # --- routing --------------------------------------------------------------------------------------------
     health_interval_s: float = Field(default=1.0, gt=0)
@@ -86,6 +89,9 @@ class Settings(BaseSettings):
         default=256 * 1024 * 1024, ge=0, description="bytes of persisted queries kept in all (PostgreSQL)"
     )
     max_in_flight: int = Field(default=64, ge=1, description="GraphQL requests in flight per worker")
+    max_loop_lag_ms: float = Field(
+        default=30.0, ge=0, description="refuse new requests while a worker's event loop runs this late (0: off)"
+    )
     rate_limit_enabled: bool = Field(default=True, description="per-client request budgets (HTTP 429 past them)")
     rate_limit_reads_per_minute: int = Field(default=1200, ge=1)
     rate_limit_writes_per_minute: int = Field(default=120, ge=1)
