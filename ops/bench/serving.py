@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -49,15 +50,22 @@ class RawClient:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, body: bytes) -> int:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(LOOPBACK, self.port)
-        assert self.reader is not None
         head = (
             f"POST /graphql HTTP/1.1\r\nHost: {LOOPBACK}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode()
-        self.writer.write(head + body)
-        status_line = await self.reader.readline()
+        for attempt in (1, 2):
+            if self.writer is None:
+                self.reader, self.writer = await asyncio.open_connection(LOOPBACK, self.port)
+            assert self.reader is not None
+            self.writer.write(head + body)
+            status_line = await self.reader.readline()
+            if not status_line and attempt == 1:
+                # The server closed this keep-alive connection while it sat idle (its keep-alive timeout), as
+                # any HTTP client must expect: open a new one and send again.
+                await self.close()
+                continue
+            break
         length = 0
         while True:
             line = await self.reader.readline()
@@ -71,8 +79,10 @@ class RawClient:
 
     async def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
-            await self.writer.wait_closed()
+            writer, self.writer, self.reader = self.writer, None, None
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
 
 async def _drive(
