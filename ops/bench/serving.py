@@ -57,9 +57,10 @@ class RawClient:
         for attempt in (1, 2):
             if self.writer is None:
                 self.reader, self.writer = await asyncio.open_connection(LOOPBACK, self.port)
-            assert self.reader is not None
+            reader = self.reader
+            assert reader is not None
             self.writer.write(head + body)
-            status_line = await self.reader.readline()
+            status_line = await reader.readline()
             if not status_line and attempt == 1:
                 # The server closed this keep-alive connection while it sat idle (its keep-alive timeout), as
                 # any HTTP client must expect: open a new one and send again.
@@ -68,13 +69,13 @@ class RawClient:
             break
         length = 0
         while True:
-            line = await self.reader.readline()
+            line = await reader.readline()
             if line in (b"\r\n", b""):
                 break
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value.strip())
-        await self.reader.readexactly(length)
+        await reader.readexactly(length)
         return int(status_line.split()[1])
 
     async def close(self) -> None:
