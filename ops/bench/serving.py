@@ -55,11 +55,11 @@ class RawClient:
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode()
         for attempt in (1, 2):
-            if self.writer is None:
-                self.reader, self.writer = await asyncio.open_connection(LOOPBACK, self.port)
-            reader = self.reader
-            assert reader is not None
-            self.writer.write(head + body)
+            reader, writer = self.reader, self.writer
+            if reader is None or writer is None:
+                reader, writer = await asyncio.open_connection(LOOPBACK, self.port)
+                self.reader, self.writer = reader, writer
+            writer.write(head + body)
             status_line = await reader.readline()
             if not status_line and attempt == 1:
                 # The server closed this keep-alive connection while it sat idle (its keep-alive timeout), as
