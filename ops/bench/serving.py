@@ -55,10 +55,7 @@ class RawClient:
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode()
         for attempt in (1, 2):
-            reader, writer = self.reader, self.writer
-            if reader is None or writer is None:
-                reader, writer = await asyncio.open_connection(LOOPBACK, self.port)
-                self.reader, self.writer = reader, writer
+            reader, writer = await self._connection()
             writer.write(head + body)
             status_line = await reader.readline()
             if not status_line and attempt == 1:
@@ -77,6 +74,11 @@ class RawClient:
                 length = int(value.strip())
         await reader.readexactly(length)
         return int(status_line.split()[1])
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.reader is None or self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(LOOPBACK, self.port)
+        return self.reader, self.writer
 
     async def close(self) -> None:
         if self.writer is not None:
