@@ -78,8 +78,19 @@ def _print_status(directory: Path) -> bool:
     return True
 
 
+def _needs_ops_extra(exc: ImportError) -> int:
+    """The operators' commands draw progress bars with tqdm, an extra the server alone does not install."""
+    if exc.name != "tqdm":
+        raise exc
+    print("this command needs the operators' extra: pip install 'civic-search-gateway[ops]'", file=sys.stderr)
+    return 2
+
+
 def _cmd_corpus(args: argparse.Namespace) -> int:
-    from ops import corpus
+    try:
+        from ops import corpus
+    except ImportError as exc:
+        return _needs_ops_extra(exc)
 
     corpus.main(pages=args.pages, seed=args.seed, directory=Path(args.dir), if_empty=args.if_empty)
     return 0
@@ -112,6 +123,10 @@ def _with_settings(run: Callable[[argparse.Namespace, Settings], int], args: arg
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from ops.ingest import cli as ingest_cli
 
+    try:
+        import ops.ingest.loader  # noqa: F401  (its progress bar needs tqdm)
+    except ImportError as exc:
+        return _needs_ops_extra(exc)
     return _with_settings(ingest_cli.run, args)
 
 

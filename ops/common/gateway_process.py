@@ -17,7 +17,7 @@ from typing import IO
 
 import httpx
 
-from ops.common.net import LOOPBACK
+from ops.common.net import LOOPBACK, free_port
 from ops.stack import PROJECT_DIR, StackError
 
 
@@ -46,10 +46,17 @@ class GatewayProcess:
             "GATEWAY_RATE_LIMIT_READS_PER_MINUTE": str(10**9),
             "GATEWAY_RATE_LIMIT_WRITES_PER_MINUTE": str(10**9),
         }
-        self.env = {**os.environ, **unlimited, **env}
+        # Metrics on a free port of their own (the default one would collide between gateways run side by side).
+        metrics = {"GATEWAY_METRICS_PORT": str(free_port()), "GATEWAY_METRICS_HOST": LOOPBACK}
+        self.env = {**os.environ, **unlimited, **metrics, **env}
         self.workers = workers
         self.port = port
         self.url = f"http://{LOOPBACK}:{port}"
+        metrics_port = self.env["GATEWAY_METRICS_PORT"]
+        #: Where ``/metrics`` answers (the public URL when metrics share the public port).
+        self.metrics_url = (
+            self.url if metrics_port in {"0", str(port)} else f"http://{self.env.get('GATEWAY_METRICS_HOST') or LOOPBACK}:{metrics_port}"
+        )
         self.ready_timeout_s = ready_timeout_s
         self._temporary_log = log_path is None
         if log_path is None:
