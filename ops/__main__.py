@@ -1,6 +1,7 @@
 """``python -m ops``: everything an operator runs besides the server.
 
-The local stack, the demo corpus, bulk ingest, partition and statistics maintenance, benchmarks and drills.
+The local stack, the demo corpus, bulk ingest, partition and statistics maintenance, online bloat repair
+(pg_repack), benchmarks and drills.
 """
 
 from __future__ import annotations
@@ -136,6 +137,12 @@ def _cmd_partitions(args: argparse.Namespace) -> int:
     return _with_settings(maintenance_cli.run_partitions, args)
 
 
+def _cmd_repack(args: argparse.Namespace) -> int:
+    from ops.maintenance import cli as maintenance_cli
+
+    return _with_settings(maintenance_cli.run_repack, args)
+
+
 def _cmd_stats(args: argparse.Namespace) -> int:
     from ops.maintenance import cli as maintenance_cli
 
@@ -190,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     part = sub.add_parser("partitions", help="partition lifecycle of meeting_page")
     maintenance_cli.add_partitions_arguments(part)
     part.set_defaults(func=_cmd_partitions)
+
+    repack = sub.add_parser("repack", help="online bloat repair of meeting_page's partitions with pg_repack")
+    maintenance_cli.add_repack_arguments(repack)
+    repack.set_defaults(func=_cmd_repack)
 
     stats = sub.add_parser("stats", help="search statistics")
     maintenance_cli.add_stats_arguments(stats)
