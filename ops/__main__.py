@@ -93,7 +93,24 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
     except ImportError as exc:
         return _needs_ops_extra(exc)
 
+    if args.deployment:
+        return _with_settings(_corpus_into_deployment, args)
     corpus.main(pages=args.pages, seed=args.seed, directory=Path(args.dir), if_empty=args.if_empty)
+    return 0
+
+
+def _corpus_into_deployment(args: argparse.Namespace, settings: Settings) -> int:
+    """The demo corpus into the primary of GATEWAY_ADMIN_NODES (docker-compose's first start), migrated first."""
+    from migrations import runner
+    from ops import corpus
+    from ops.maintenance.cli import admin_primary
+
+    dsn = admin_primary(settings)
+    runner.migrate(dsn)
+    if args.if_empty and corpus.has_pages(dsn):
+        print("meeting_page already has pages: nothing to do (--if-empty)")
+        return 0
+    corpus.load(dsn, pages=args.pages, seed=args.seed, progress=False)
     return 0
 
 
@@ -174,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--seed", type=int, default=1)
     co.add_argument("--dir", default=str(stack.DEFAULT_DIR))
     co.add_argument("--if-empty", action="store_true", help="do nothing when pages are already loaded")
+    co.add_argument(
+        "--deployment", action="store_true",
+        help="load into the primary of GATEWAY_ADMIN_NODES (a deployment such as docker-compose), not --dir",
+    )
     co.set_defaults(func=_cmd_corpus)
 
     be = sub.add_parser("bench", help="benchmarks (run by hand, never in CI)")

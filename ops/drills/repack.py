@@ -3,8 +3,9 @@
 The drill bloats one partition of ``meeting_page`` on purpose (every row updated, then a plain VACUUM, a few
 rounds: the dead space stays in the file), serves the gateway from the stack, and runs ``--clients``
 closed-loop readers whose searches are filtered to that partition's dates, so every one of them reads it. Half
-of the readers ask for fresh data (``x-max-staleness-ms: 0``), which the router serves from the primary, where
-pg_repack runs; the others read replicas, which replay its file swap. Once the load has run for a moment the
+of the readers ask for fresh data (``x-max-staleness-ms: 0``), which the router sends to the primary, where
+pg_repack runs, whenever the replicas' measured lag is above zero; the rest read replicas, which replay its file
+swap (the report's ``served_by`` says how many reads each node served). Once the load has run for a moment the
 drill runs ``python -m ops repack`` on that partition alone (:func:`ops.maintenance.repack.run`), lets the load
 run a moment longer, and stops.
 
