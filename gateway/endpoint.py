@@ -45,6 +45,7 @@ from gateway.web import PAGE_HEADERS, graphiql_html
 from routing import RequestRouting, Router, TokenCodec
 from schema.context import Context, Viewer
 from schema.cursors import CursorCodec
+from schema.db import connection_attributes
 from schema.errors import BAD_USER_INPUT, INTERNAL, OVERLOADED, RATE_LIMITED, TIMEOUT, client_code
 from schema.queryids import QueryIds
 
@@ -187,6 +188,7 @@ class GraphQLEndpoint:
         self._admission = admission
         self._limiter = limiter
         self._tracer = tracer
+        self._db_attributes = connection_attributes(settings.node_dsns)
         self._queryids = queryids
         self._metrics = metrics
         self._search_log = search_log
@@ -491,6 +493,7 @@ class GraphQLEndpoint:
         ctx.cache = self._cache
         ctx.after_write = self._after_write
         ctx.tracer = self._tracer
+        ctx.db_attributes = self._db_attributes
         ctx.queryids = self._queryids
         ctx.sql_comments = self._settings.sql_comments
         ctx.operation_name = req.operation_name

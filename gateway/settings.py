@@ -116,7 +116,19 @@ class Settings(BaseSettings):
         description="comma-separated 'sha256:<hex>' (write rights) or 'read:sha256:<hex>' (authenticated, no writes)",
     )
 
+    compress_min_bytes: int = Field(
+        default=1400, ge=0, description="gzip responses at least this large (0: never compress)"
+    )
+
     # --- observability ------------------------------------------------------------------------------------------
+    metrics_port: int = Field(
+        default=9464, ge=0, le=65535,
+        description="port of the /metrics listener (0: none; equal to GATEWAY_PORT: on the public port)",
+    )
+    metrics_host: str = Field(default="", description="address of the metrics listener (empty: GATEWAY_HOST)")
+    log_format: Literal["text", "json"] = Field(default="text", description="one line per event: text or JSON")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = Field(default=True, description="one log line per HTTP request (on stdout)")
     sql_comments: bool = False
     pgss_interval_s: float = Field(default=15.0, gt=0)
     pgss_top_k: int = Field(default=20, ge=1)
@@ -157,6 +169,13 @@ class Settings(BaseSettings):
         if self.pool_min_size > self.pool_max_size:
             raise ValueError("pool_min_size must not exceed pool_max_size")
         return self
+
+    @property
+    def metrics_listener(self) -> tuple[str, int] | None:
+        """(host, port) of a separate metrics listener; None when metrics are off or share the public port."""
+        if self.metrics_port == 0 or self.metrics_port == self.port:
+            return None
+        return (self.metrics_host or self.host, self.metrics_port)
 
     @property
     def node_dsns(self) -> dict[str, str]:

@@ -130,7 +130,7 @@ def test_a_full_worker_refuses_in_the_protocol_and_keeps_the_connection(stack_la
             status, _, body = _exchange(holder, b"")
             assert status == 200 and json.loads(body)["data"] == {"__typename": "Query"}
             assert eventually(lambda: _exchange(crowd, _post(query))[0] == 200, what="the slot freed")
-        metrics = httpx.get(f"{served.url}/metrics").text
+        metrics = httpx.get(f"{served.metrics_url}/metrics").text
         early = [
             line for line in metrics.splitlines()
             if line.startswith("civic_requests_overloaded_total") and 'stage="protocol"' in line

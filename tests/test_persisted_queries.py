@@ -35,8 +35,8 @@ def _stored(admin_dsn: str, query: str) -> bool:
     return row is not None and row[0] == query
 
 
-def _registrations(http: httpx.Client, outcome: str) -> float:
-    text = http.get("/metrics").text
+def _registrations(gw: ServedGateway, outcome: str) -> float:
+    text = httpx.get(f"{gw.metrics_url}/metrics", timeout=30).text
     for line in text.splitlines():
         if line.startswith(f'civic_apq_registrations_total{{outcome="{outcome}"}}'):
             return float(line.rsplit(" ", 1)[1])
@@ -86,18 +86,18 @@ def test_a_registered_document_is_found_by_another_gateway(
 def test_each_client_keeps_at_most_its_quota(served: ServedGateway, admin_dsn: str, client_address: str) -> None:
     queries = [f"query Q{i} {{ __typename }} # {client_address}" for i in range(5)]
     with httpx.Client(base_url=served.url, timeout=30, headers={"X-Forwarded-For": client_address}) as http:
-        before = _registrations(http, "over_quota")
+        before = _registrations(served, "over_quota")
         for query in queries:
             # Every request runs, registered or not: the quota limits what is kept, never what is answered.
             body = http.post("/graphql", json={"query": query, "extensions": _apq(query)}).json()
             assert body["data"] == {"__typename": "Query"}
             # One at a time, so the quota's order is the order sent.
             eventually(
-                lambda q=query: _stored(admin_dsn, q) or _registrations(http, "over_quota") > before,
+                lambda q=query: _stored(admin_dsn, q) or _registrations(served, "over_quota") > before,
                 what="the registration to finish",
             )
         assert [_stored(admin_dsn, q) for q in queries] == [True, True, True, False, False]
-        assert _registrations(http, "over_quota") - before == 2
+        assert _registrations(served, "over_quota") - before == 2
     # Another client still has its whole quota.
     other = client_address + "1"
     query = f"query Other {{ __typename }} # {other}"
@@ -117,7 +117,7 @@ def test_registrations_stop_at_the_global_bound(stack_layout: Any, admin_dsn: st
     with ServedGateway(settings) as gw, \
             httpx.Client(base_url=gw.url, timeout=30, headers={"X-Forwarded-For": client_address}) as http:
         assert http.post("/graphql", json={"query": big, "extensions": _apq(big)}).json()["data"]
-        eventually(lambda: _registrations(http, "full") >= 1, what="the big document refused")
+        eventually(lambda: _registrations(gw, "full") >= 1, what="the big document refused")
         http.post("/graphql", json={"query": small, "extensions": _apq(small)})
         eventually(lambda: _stored(admin_dsn, small), what="the small document kept")
     assert not _stored(admin_dsn, big)
@@ -134,10 +134,10 @@ def test_registrations_never_touch_the_result_cache(
     queries = [f"query N{i} {{ __typename }} # {client_address}" for i in range(3)]
     keys_before = {bytes(k) for k in store.scan_iter(count=1000)}
     with httpx.Client(base_url=served.url, timeout=30, headers={"X-Forwarded-For": client_address}) as http:
-        before = _registrations(http, "stored")
+        before = _registrations(served, "stored")
         for query in queries:
             http.post("/graphql", json={"query": query, "extensions": _apq(query)})
-        eventually(lambda: _registrations(http, "stored") - before >= 3, what="three registrations")
+        eventually(lambda: _registrations(served, "stored") - before >= 3, what="three registrations")
     new_keys = {bytes(k) for k in store.scan_iter(count=1000)} - keys_before
     assert not [k for k in new_keys if b"apq" in k or b"rl:" not in k], new_keys
 
