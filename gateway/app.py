@@ -10,29 +10,39 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import orjson
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.admission import Admission
+from gateway.admission import Admission, install
 from gateway.cache import ResultCache
 from gateway.documents import DocumentCache
 from gateway.endpoint import GraphQLEndpoint
 from gateway.metrics import Metrics
+from gateway.persisted import PersistedQueries
 from gateway.pgss import StatementStats, run_collector
 from gateway.ratelimit import RateLimiter
 from gateway.response_cache import ResponseCache
 from gateway.search_log import SearchLog
 from gateway.settings import Settings, load_settings
 from gateway.singletons import Singletons
-from gateway.telemetry import TracingMiddleware, build_tracer_provider, get_tracer
+from gateway.telemetry import (
+    RequestContextMiddleware,
+    build_tracer_provider,
+    get_tracer,
+    server_span_middleware,
+)
 from gateway.web import web_routes
 from routing import Router, RouterConfig
+from schema.errors import OVERLOADED
 from schema.limits import Limits
 from schema.mutations import Mutation
 from schema.queryids import QueryIds
@@ -50,6 +60,7 @@ def make_router(settings: Settings) -> Router:
             pool_max_lifetime_s=settings.pool_max_lifetime_s,
             pool_max_idle_s=settings.pool_max_idle_s,
             pool_max_waiting=settings.pool_max_waiting,
+            read_wait_s=settings.read_wait_s,
             health_interval_s=settings.health_interval_s,
             max_staleness_ms=settings.max_staleness_ms,
             consistency_wait_ms=settings.consistency_wait_ms,
@@ -104,6 +115,30 @@ async def readyz_write(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=200 if writes else 503)
 
 
+class MetricsListener:
+    """Outermost: requests that arrive on the metrics port get ``/metrics`` (and nothing else) from ``metrics``.
+
+    The public port serves no metrics unless ``GATEWAY_METRICS_PORT`` equals ``GATEWAY_PORT``. One process
+    listens on both ports (``python -m gateway serve`` binds both sockets), so with several workers any worker
+    answers a scrape, from the figures all workers share. Scrapes skip tracing, the access log and compression.
+    """
+
+    def __init__(self, app: ASGIApp, *, metrics: ASGIApp, port: int, public_port: int) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.port = port
+        self.public_port = public_port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.port:
+            server = scope.get("server")
+            if server is not None and server[1] == self.port:
+                if self.port != self.public_port or scope.get("path") == "/metrics":
+                    await self.metrics(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -148,7 +183,7 @@ def create_app(
         ttl_s=settings.cache_ttl_s,
         default_staleness_ms=settings.max_staleness_ms,
     )
-    admission = Admission(max_in_flight=settings.max_in_flight)
+    admission = Admission(max_in_flight=settings.max_in_flight, max_loop_lag_ms=settings.max_loop_lag_ms)
     limiter = RateLimiter(
         reads_per_minute=settings.rate_limit_reads_per_minute,
         writes_per_minute=settings.rate_limit_writes_per_minute,
@@ -158,7 +193,13 @@ def create_app(
     )
     queryids = QueryIds()
     statements = StatementStats(queryids=queryids, top_k=settings.pgss_top_k)
-    metrics = Metrics(lambda: holder.get("router"), cache, statements)
+    persisted = PersistedQueries(
+        per_client=settings.apq_per_client,
+        max_total_bytes=settings.apq_max_total_bytes,
+        client_salt=settings.apq_client_key,
+    )
+    metrics = Metrics(lambda: holder.get("router"), cache, statements, persisted)
+    admission.on_refuse = metrics.overloaded
     search_log = SearchLog(sample=settings.search_log_sample)
     endpoint = GraphQLEndpoint(
         schema,
@@ -173,6 +214,7 @@ def create_app(
         queryids=queryids,
         metrics=metrics,
         search_log=search_log,
+        persisted=persisted,
     )
     once = singletons or Singletons(None)
 
@@ -201,6 +243,7 @@ def create_app(
             asyncio.create_task(metrics.run_sync()),
             asyncio.create_task(cache.run_pending()),
             asyncio.create_task(limiter.run()),
+            asyncio.create_task(admission.watch_loop()),
             # pg_stat_statements and the database figures are read once per host, by whichever worker holds the lock.
             asyncio.create_task(once.run_while_held(once_per_host)),
         ]
@@ -213,6 +256,7 @@ def create_app(
                     await task
             with contextlib.suppress(Exception):
                 await search_log.flush(active)
+            await persisted.drain()
             if own is not None:
                 await own.close()
             await cache.close()
@@ -224,12 +268,22 @@ def create_app(
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/readyz/write", readyz_write),
-            Route("/metrics", metrics.endpoint),
             Route("/graphql", endpoint, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]),
             *web_routes(),
         ],
+        # Outermost first. The metrics listener answers scrapes before anything else runs; the server span
+        # covers the whole request; the request context (ids, access log) runs inside the span so it can read it;
+        # CORS answers preflights before the app; compression is innermost, so the access log counts the bytes
+        # that went on the wire.
         middleware=[
-            Middleware(TracingMiddleware, tracer=tracer),
+            Middleware(
+                MetricsListener,
+                metrics=Starlette(routes=[Route("/metrics", metrics.endpoint)]),
+                port=settings.metrics_port,
+                public_port=settings.port,
+            ),
+            Middleware(server_span_middleware, provider=provider),
+            Middleware(RequestContextMiddleware),
             # Browser apps on other origins: reads from anywhere by default, never with credentials (writes use a
             # bearer token in a header, which CORS allows explicitly).
             Middleware(
@@ -243,10 +297,18 @@ def create_app(
                     "x-max-staleness-ms",
                     "traceparent",
                     "tracestate",
+                    "x-request-id",
                 ],
-                expose_headers=["ratelimit", "ratelimit-policy", "retry-after"],
+                expose_headers=["ratelimit", "ratelimit-policy", "retry-after", "x-request-id"],
                 allow_credentials=False,
                 max_age=3600,
+            ),
+            *(
+                # Above the threshold only: below about one packet, compressing saves no round trip and costs CPU.
+                # Level 4: half the CPU of level 6 for about 4 % more bytes (docs/performance.md, compression).
+                [Middleware(GZipMiddleware, minimum_size=settings.compress_min_bytes, compresslevel=4)]
+                if settings.compress_min_bytes
+                else []
             ),
         ],
         lifespan=lifespan,
@@ -262,13 +324,31 @@ def create_app(
     app.state.statements = statements
     app.state.queryids = queryids
     app.state.search_log = search_log
+    app.state.persisted = persisted
     app.state.graphql_endpoint = endpoint  # the document view (gateway.document_view) reads through it
     if router is not None:
         holder["router"] = router
     return app
 
 
+def overload_refusal(settings: Settings) -> tuple[bytes, bytes]:
+    """The 503 the HTTP protocol sends for this app when the worker is full: head lines and the errors."""
+    errors = orjson.dumps([{"message": "the gateway is at capacity; retry shortly", "extensions": {"code": OVERLOADED}}])
+    head = (
+        b"HTTP/1.1 503 Service Unavailable\r\n"
+        b"content-type: application/json; charset=utf-8\r\n"
+        b"retry-after: 1\r\n"
+    )
+    if "*" in [o.strip() for o in settings.cors_allow_origins.split(",")]:
+        # A browser app on another origin can read the refusal (and its Retry-After), as it could a 200.
+        head += b"access-control-allow-origin: *\r\naccess-control-expose-headers: retry-after\r\n"
+    return head, errors
+
+
 def create_app_from_env() -> Starlette:
     """The app of one serving worker: settings from the environment, singletons by host-wide lock."""
     settings = load_settings()
-    return create_app(settings, singletons=Singletons.from_env())
+    app = create_app(settings, singletons=Singletons.from_env())
+    # The serving protocol refuses GraphQL requests while this worker is full, before they cost a task.
+    install(app.state.admission, *overload_refusal(settings))
+    return app

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     pool_max_waiting: int = Field(
         default=20, ge=0, description="reads that may wait for a connection of one node (0: no bound)"
     )
+    read_wait_s: float = Field(
+        default=1.0, gt=0, description="how long a read waits for a connection before the node counts as busy"
+    )
 
     # --- routing --------------------------------------------------------------------------------------------
     health_interval_s: float = Field(default=1.0, gt=0)
@@ -81,7 +84,14 @@ class Settings(BaseSettings):
     max_query_tokens: int = Field(default=2000, ge=50, description="lexical tokens a document may hold")
     document_cache_size: int = Field(default=1000, ge=1, description="prepared documents kept per worker")
     apq_max_bytes: int = Field(default=64 * 1024, ge=256, description="largest query stored as persisted")
+    apq_per_client: int = Field(default=200, ge=0, description="persisted queries one client may register")
+    apq_max_total_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=0, description="bytes of persisted queries kept in all (PostgreSQL)"
+    )
     max_in_flight: int = Field(default=64, ge=1, description="GraphQL requests in flight per worker")
+    max_loop_lag_ms: float = Field(
+        default=30.0, ge=0, description="refuse new requests while a worker's event loop runs this late (0: off)"
+    )
     rate_limit_enabled: bool = Field(default=True, description="per-client request budgets (HTTP 429 past them)")
     rate_limit_reads_per_minute: int = Field(default=1200, ge=1)
     rate_limit_writes_per_minute: int = Field(default=120, ge=1)
@@ -106,7 +116,19 @@ class Settings(BaseSettings):
         description="comma-separated 'sha256:<hex>' (write rights) or 'read:sha256:<hex>' (authenticated, no writes)",
     )
 
+    compress_min_bytes: int = Field(
+        default=1400, ge=0, description="gzip responses at least this large (0: never compress)"
+    )
+
     # --- observability ------------------------------------------------------------------------------------------
+    metrics_port: int = Field(
+        default=9464, ge=0, le=65535,
+        description="port of the /metrics listener (0: none; equal to GATEWAY_PORT: on the public port)",
+    )
+    metrics_host: str = Field(default="", description="address of the metrics listener (empty: GATEWAY_HOST)")
+    log_format: Literal["text", "json"] = Field(default="text", description="one line per event: text or JSON")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    access_log: bool = Field(default=True, description="one log line per HTTP request (on stdout)")
     sql_comments: bool = False
     pgss_interval_s: float = Field(default=15.0, gt=0)
     pgss_top_k: int = Field(default=20, ge=1)
@@ -149,6 +171,13 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def metrics_listener(self) -> tuple[str, int] | None:
+        """(host, port) of a separate metrics listener; None when metrics are off or share the public port."""
+        if self.metrics_port == 0 or self.metrics_port == self.port:
+            return None
+        return (self.metrics_host or self.host, self.metrics_port)
+
+    @property
     def node_dsns(self) -> dict[str, str]:
         return parse_nodes(self.nodes)
 
@@ -160,6 +189,11 @@ class Settings(BaseSettings):
     def token_key(self) -> bytes:
         """The key that signs consistency tokens, derived from the cursor secret (a separate purpose)."""
         return hashlib.sha256(b"consistency-token\x00" + self.cursor_key).digest()
+
+    @property
+    def apq_client_key(self) -> bytes:
+        """The key that hashes client identities in the persisted-query table (a separate purpose)."""
+        return hashlib.sha256(b"apq-client\x00" + self.cursor_key).digest()
 
     @property
     def cursor_key(self) -> bytes:

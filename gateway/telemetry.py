@@ -1,4 +1,4 @@
-"""OpenTelemetry traces: provider set-up from the standard ``OTEL_*`` variables, the server span, GraphQL spans.
+"""OpenTelemetry traces: provider set-up from the standard ``OTEL_*`` variables, and the HTTP server span.
 
 Export is chosen by ``OTEL_TRACES_EXPORTER`` (``otlp``, ``console``, ``none``; several may be comma-separated)
 and, for OTLP, ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``http/protobuf``, the default, or ``grpc``) plus the usual
@@ -6,27 +6,39 @@ and, for OTLP, ``OTEL_EXPORTER_OTLP_PROTOCOL`` (``http/protobuf``, the default, 
 implies OTLP. With nothing configured there is no SDK provider at all: the API's no-op tracer costs next to
 nothing, and trace ids still come from the client's ``traceparent`` (or are made up) so every response can
 carry ``extensions.traceId``.
+
+The HTTP server span is OpenTelemetry's own ASGI instrumentation, with the stable HTTP semantic conventions
+(``http.request.method``, ``url.path``, ``http.route``, ``http.response.status_code``, ``server.address``…);
+:class:`RequestContextMiddleware` inside it adds ``http.route`` once Starlette has matched the route, the
+project's extras under ``civic.*``, the request id, and the access log line. The OTLP/gRPC exporter is an
+extra (``pip install '.[grpc]'``): the server ships with OTLP over HTTP only.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import secrets
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.propagate import extract
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gateway.logs import ACCESS_LOGGER, REQUEST_IDS
+
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
+#: A request id a client (or a proxy in front) sends is kept when it is this tame; otherwise one is made.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SERVICE_NAME = "civic-gateway"
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 
 def exporters_from_env(env: Mapping[str, str]) -> list[SpanExporter]:
@@ -45,9 +57,15 @@ def exporters_from_env(env: Mapping[str, str]) -> list[SpanExporter]:
                 "OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"
             )
             if protocol == "grpc":
-                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
-                    OTLPSpanExporter as GrpcExporter,
-                )
+                try:
+                    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                        OTLPSpanExporter as GrpcExporter,
+                    )
+                except ImportError:
+                    raise ValueError(
+                        "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs the gRPC exporter, an extra of this package: "
+                        "pip install 'civic-search-gateway[grpc]' (or use http/protobuf, the default)"
+                    ) from None
 
                 out.append(GrpcExporter())
             else:
@@ -85,41 +103,84 @@ def _fallback_trace_id(headers: Headers) -> str:
     return secrets.token_hex(16)
 
 
-class TracingMiddleware:
-    """One SERVER span per HTTP request, continuing the client's W3C ``traceparent`` when it sends one.
+def server_span_middleware(app: ASGIApp, *, provider: trace.TracerProvider | None) -> ASGIApp:
+    """OpenTelemetry's ASGI middleware: one SERVER span per request, continuing the client's ``traceparent``.
 
-    Puts the trace id in ``scope["gateway.trace_id"]`` for ``extensions.traceId``, and the request's start
-    time for the slow-request log.
+    The stable HTTP conventions are asked for (``OTEL_SEMCONV_STABILITY_OPT_IN=http`` unless the operator set
+    the variable), the per-message ``receive``/``send`` spans are left out (two spans per request that say
+    nothing the server span does not), and its HTTP metrics go nowhere: Prometheus has ours.
+    """
+    os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+    middleware: ASGIApp = OpenTelemetryMiddleware(
+        app,
+        tracer_provider=provider or trace.NoOpTracerProvider(),
+        meter_provider=NoOpMeterProvider(),
+        exclude_spans=["receive", "send"],
+    )
+    return middleware
+
+
+class RequestContextMiddleware:
+    """Inside the server span: the request's trace id and request id, ``http.route``, and the access log line.
+
+    Puts the trace id in ``scope["gateway.trace_id"]`` for ``extensions.traceId`` (the span's, or the client's
+    ``traceparent``, or a fresh one when tracing is off), the request's start time in ``scope["gateway.started"]``
+    for the slow-request log, and both ids in :data:`gateway.logs.REQUEST_IDS` for every line logged meanwhile.
+    The request id is the client's ``x-request-id`` when it sends a tame one, and is echoed in the response.
     """
 
-    def __init__(self, app: ASGIApp, *, tracer: trace.Tracer) -> None:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.tracer = tracer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        started = scope["gateway.started"] = time.perf_counter()
         headers = Headers(scope=scope)
-        parent = extract({k: v for k, v in headers.items()})
-        scope["gateway.started"] = time.perf_counter()
-        name = f"{scope['method']} {scope.get('path', '')}"
-        with self.tracer.start_as_current_span(name, context=parent, kind=SpanKind.SERVER) as span:
-            ctx = span.get_span_context()
-            scope["gateway.trace_id"] = (
-                format(ctx.trace_id, "032x") if ctx.is_valid else _fallback_trace_id(headers)
-            )
-            span.set_attribute("http.request.method", scope["method"])
-            span.set_attribute("url.path", scope.get("path", ""))
-            status: dict[str, int] = {}
+        span = trace.get_current_span()
+        ctx = span.get_span_context()
+        trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else _fallback_trace_id(headers)
+        scope["gateway.trace_id"] = trace_id
+        given = headers.get("x-request-id", "")
+        request_id = given if _REQUEST_ID.match(given) else secrets.token_hex(8)
+        recording = span.is_recording()
+        if recording:
+            span.set_attribute("civic.request.id", request_id)
+        outcome: dict[str, Any] = {"status": 0, "bytes": 0}
 
-            async def send_status(message: Message) -> None:
-                if message["type"] == "http.response.start":
-                    status["code"] = int(message["status"])
-                await send(message)
+        async def send_with_ids(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                outcome["status"] = message["status"]
+                message.setdefault("headers", []).append((b"x-request-id", request_id.encode()))
+                route = getattr(scope.get("route"), "path_format", None)
+                if route and recording:
+                    span.set_attribute("http.route", route)
+                    span.update_name(f"{scope['method']} {route}")
+            elif message["type"] == "http.response.body":
+                outcome["bytes"] += len(message.get("body", b""))
+            await send(message)
 
-            await self.app(scope, receive, send_status)
-            code = status.get("code", 0)
-            span.set_attribute("http.response.status_code", code)
-            if code >= 500:
-                span.set_status(Status(StatusCode.ERROR))
+        token = REQUEST_IDS.set((trace_id, request_id))
+        try:
+            await self.app(scope, receive, send_with_ids)
+        finally:
+            if access_log.isEnabledFor(logging.INFO):
+                client = scope.get("client")
+                access_log.info(
+                    "%s %s %s",
+                    scope["method"],
+                    scope.get("path", ""),
+                    outcome["status"],
+                    extra={
+                        "http.request.method": scope["method"],
+                        "url.path": scope.get("path", ""),
+                        "http.response.status_code": outcome["status"],
+                        "http.response.body.size": outcome["bytes"],
+                        "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+                        "client.address": client[0] if client else "",
+                    },
+                )
+            REQUEST_IDS.reset(token)

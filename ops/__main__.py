@@ -1,6 +1,7 @@
 """``python -m ops``: everything an operator runs besides the server.
 
-The local stack, the demo corpus, bulk ingest, partition and statistics maintenance, benchmarks and drills.
+The local stack, the demo corpus, bulk ingest, partition and statistics maintenance, online bloat repair
+(pg_repack), benchmarks and drills.
 """
 
 from __future__ import annotations
@@ -78,10 +79,38 @@ def _print_status(directory: Path) -> bool:
     return True
 
 
-def _cmd_corpus(args: argparse.Namespace) -> int:
-    from ops import corpus
+def _needs_ops_extra(exc: ImportError) -> int:
+    """The operators' commands draw progress bars with tqdm, an extra the server alone does not install."""
+    if exc.name != "tqdm":
+        raise exc
+    print("this command needs the operators' extra: pip install 'civic-search-gateway[ops]'", file=sys.stderr)
+    return 2
 
+
+def _cmd_corpus(args: argparse.Namespace) -> int:
+    try:
+        from ops import corpus
+    except ImportError as exc:
+        return _needs_ops_extra(exc)
+
+    if args.deployment:
+        return _with_settings(_corpus_into_deployment, args)
     corpus.main(pages=args.pages, seed=args.seed, directory=Path(args.dir), if_empty=args.if_empty)
+    return 0
+
+
+def _corpus_into_deployment(args: argparse.Namespace, settings: Settings) -> int:
+    """The demo corpus into the primary of GATEWAY_ADMIN_NODES (docker-compose's first start), migrated first."""
+    from migrations import runner
+    from ops import corpus
+    from ops.maintenance.cli import admin_primary
+
+    dsn = admin_primary(settings)
+    runner.migrate(dsn)
+    if args.if_empty and corpus.has_pages(dsn):
+        print("meeting_page already has pages: nothing to do (--if-empty)")
+        return 0
+    corpus.load(dsn, pages=args.pages, seed=args.seed, progress=False)
     return 0
 
 
@@ -112,6 +141,10 @@ def _with_settings(run: Callable[[argparse.Namespace, Settings], int], args: arg
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from ops.ingest import cli as ingest_cli
 
+    try:
+        import ops.ingest.loader  # noqa: F401  (its progress bar needs tqdm)
+    except ImportError as exc:
+        return _needs_ops_extra(exc)
     return _with_settings(ingest_cli.run, args)
 
 
@@ -119,6 +152,18 @@ def _cmd_partitions(args: argparse.Namespace) -> int:
     from ops.maintenance import cli as maintenance_cli
 
     return _with_settings(maintenance_cli.run_partitions, args)
+
+
+def _cmd_apq(args: argparse.Namespace) -> int:
+    from ops.maintenance import cli as maintenance_cli
+
+    return _with_settings(maintenance_cli.run_apq, args)
+
+
+def _cmd_repack(args: argparse.Namespace) -> int:
+    from ops.maintenance import cli as maintenance_cli
+
+    return _with_settings(maintenance_cli.run_repack, args)
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
@@ -152,6 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--seed", type=int, default=1)
     co.add_argument("--dir", default=str(stack.DEFAULT_DIR))
     co.add_argument("--if-empty", action="store_true", help="do nothing when pages are already loaded")
+    co.add_argument(
+        "--deployment", action="store_true",
+        help="load into the primary of GATEWAY_ADMIN_NODES (a deployment such as docker-compose), not --dir",
+    )
     co.set_defaults(func=_cmd_corpus)
 
     be = sub.add_parser("bench", help="benchmarks (run by hand, never in CI)")
@@ -176,9 +225,17 @@ def build_parser() -> argparse.ArgumentParser:
     maintenance_cli.add_partitions_arguments(part)
     part.set_defaults(func=_cmd_partitions)
 
+    repack = sub.add_parser("repack", help="online bloat repair of meeting_page's partitions with pg_repack")
+    maintenance_cli.add_repack_arguments(repack)
+    repack.set_defaults(func=_cmd_repack)
+
     stats = sub.add_parser("stats", help="search statistics")
     maintenance_cli.add_stats_arguments(stats)
     stats.set_defaults(func=_cmd_stats)
+
+    apq = sub.add_parser("apq", help="the persisted-query table: show, prune")
+    maintenance_cli.add_apq_arguments(apq)
+    apq.set_defaults(func=_cmd_apq)
     return parser
 
 

@@ -54,6 +54,8 @@ class Context:
     cache: ResultCache | None = None
     #: OpenTelemetry tracer injected by the gateway (None: no spans).
     tracer: Any = None
+    #: Per node name, the connection's span attributes (db.namespace, server.address, server.port).
+    db_attributes: Any = None
     queryids: QueryIds | None = None
     #: Append sqlcommenter comments (traceparent, operation) to SQL.
     sql_comments: bool = False

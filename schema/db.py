@@ -1,8 +1,10 @@
 """Running the schema's SQL through the router: spans, queryids, SQL comments, and error translation.
 
-Every statement gets an OpenTelemetry CLIENT span with the parameterised SQL (never the values), the node
-and role that served it, the replica lag, whether it waited for a consistency token, the retry, and the
-pg_stat_statements queryid. With ``sql_comments`` on, a sqlcommenter-style comment carrying the
+Every statement gets an OpenTelemetry CLIENT span with the current database semantic conventions
+(``db.system.name``, ``db.query.text`` with the parameterised SQL, never the values, ``db.namespace``,
+``server.address``/``server.port`` of the node's PgBouncer, ``db.response.returned_rows``) and the project's
+extras under ``civic.db.*``: the node and role that served it, the replica lag, whether it waited for a
+consistency token, the retry, the statement's label and its pg_stat_statements queryid. With ``sql_comments`` on, a sqlcommenter-style comment carrying the
 ``traceparent`` and the operation name is appended, so PostgreSQL's slow-query and auto_explain logs point
 back to the trace.
 """
@@ -10,7 +12,7 @@ back to the trace.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -18,6 +20,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from psycopg import errors as pg_errors
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from routing import OverloadedError, RequestRouting, RouteInfo, Router, RoutingError
 from schema.context import Context
@@ -52,17 +55,39 @@ def sql_comment(ctx: Context, span: trace.Span) -> str:
     return f" /*{body}*/"
 
 
-def annotate(span: trace.Span, decision: RouteInfo | None, queryid: int | None) -> None:
+NodeAttributes = Mapping[str, Mapping[str, str | int]]
+
+
+def connection_attributes(dsns: Mapping[str, str]) -> dict[str, dict[str, str | int]]:
+    """Per node name: ``db.namespace``, ``server.address`` and ``server.port`` from its DSN (computed once)."""
+    out: dict[str, dict[str, str | int]] = {}
+    for name, dsn in dsns.items():
+        params = conninfo_to_dict(dsn)
+        attrs: dict[str, str | int] = {}
+        if params.get("dbname"):
+            attrs["db.namespace"] = str(params["dbname"])
+        if params.get("host"):
+            attrs["server.address"] = str(params["host"])
+        attrs["server.port"] = int(str(params.get("port") or 5432))
+        out[name] = attrs
+    return out
+
+
+def annotate(
+    span: trace.Span, decision: RouteInfo | None, queryid: int | None, nodes: NodeAttributes | None = None
+) -> None:
     if decision is not None:
-        span.set_attribute("db.civic.node", decision.node)
-        span.set_attribute("db.civic.role", decision.role)
+        if nodes and decision.node in nodes:
+            span.set_attributes(nodes[decision.node])
+        span.set_attribute("civic.db.node", decision.node)
+        span.set_attribute("civic.db.role", decision.role)
         if decision.lag_ms is not None:
-            span.set_attribute("db.civic.replica_lag_ms", decision.lag_ms)
-        span.set_attribute("db.civic.waited_for_token", decision.waited_ms > 0)
-        span.set_attribute("db.civic.waited_ms", decision.waited_ms)
-        span.set_attribute("db.civic.retry_count", 1 if decision.retried else 0)
+            span.set_attribute("civic.db.replica_lag_ms", decision.lag_ms)
+        span.set_attribute("civic.db.waited_for_token", decision.waited_ms > 0)
+        span.set_attribute("civic.db.waited_ms", decision.waited_ms)
+        span.set_attribute("civic.db.retry_count", 1 if decision.retried else 0)
     if queryid is not None:
-        span.set_attribute("db.civic.queryid", str(queryid))
+        span.set_attribute("civic.db.queryid", str(queryid))
 
 
 async def fetch_all(
@@ -86,9 +111,11 @@ async def fetch_routed(
     queryids = ctx.queryids
 
     with tracer.start_as_current_span(f"SQL {label}", kind=SpanKind.CLIENT) as span:
-        span.set_attribute("db.system", "postgresql")
-        span.set_attribute("db.statement", text)
-        span.set_attribute("db.operation.name", label)
+        recording = span.is_recording()
+        if recording:
+            span.set_attribute("db.system.name", "postgresql")
+            span.set_attribute("db.query.text", text)
+            span.set_attribute("civic.db.statement", label)
         to_send: Query = query + sql.SQL(sql_comment(ctx, span)) if ctx.sql_comments else query
 
         async def run(conn: psycopg.AsyncConnection[Any]) -> list[tuple[Any, ...]]:
@@ -108,7 +135,15 @@ async def fetch_routed(
             raise
         finally:
             ctx.routing.decisions.extend(call.decisions)
-            annotate(span, call.decisions[-1] if call.decisions else None, queryids.get(text) if queryids else None)
+            if recording:
+                annotate(
+                    span,
+                    call.decisions[-1] if call.decisions else None,
+                    queryids.get(text) if queryids else None,
+                    ctx.db_attributes,
+                )
+        if recording:
+            span.set_attribute("db.response.returned_rows", len(rows))
         return rows, call.decisions[-1] if call.decisions else None
 
 

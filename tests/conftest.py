@@ -110,27 +110,41 @@ def gateway_settings(layout: stack.StackLayout, **overrides: object) -> Settings
         "search_log_sample": 0.0,  # only the popular-searches test logs searches
         # The whole suite comes from one address: only the rate-limit tests turn the limits on.
         "rate_limit_enabled": False,
+        # A test's client threads share the interpreter with the server's loop: its lag says nothing about load.
+        "max_loop_lag_ms": 0.0,
+        # Metrics on a listener of their own, as in production (ServedGateway binds it).
+        "metrics_port": free_port(),
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
 
 
 class ServedGateway:
-    """A uvicorn server running the gateway in a background thread, on a free loopback port."""
+    """A uvicorn server running the gateway in a background thread, on a free loopback port.
+
+    It listens on the metrics port of ``settings`` too (``metrics_url``), as ``python -m gateway serve`` does.
+    """
 
     def __init__(self, settings: Settings, *, tracer_provider: Any = None) -> None:
         import uvicorn
 
         from gateway.app import create_app
+        from gateway.server import bind
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        settings = settings.model_copy(update={"port": self.port})
         self.app = create_app(settings, tracer_provider=tracer_provider)
         config = uvicorn.Config(
             self.app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on", proxy_headers=False
         )
+        self.sockets = [config.bind_socket()]
+        self.metrics_url = self.url
+        if settings.metrics_listener is not None:
+            self.sockets.append(bind("127.0.0.1", settings.metrics_port))
+            self.metrics_url = f"http://127.0.0.1:{settings.metrics_port}"
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": self.sockets}, daemon=True)
 
     def __enter__(self) -> ServedGateway:
         self.thread.start()
@@ -146,6 +160,8 @@ class ServedGateway:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=30)
+        for sock in self.sockets:
+            sock.close()
 
 
 @pytest.fixture(scope="session")

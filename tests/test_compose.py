@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ SERVICES = {
     "redis",
     "jaeger",
     "gateway",
+    "demo-data",
     "prometheus",
     "node-exporter",
     "grafana",
@@ -41,23 +43,33 @@ SERVICES = {
 MONITORING = ROOT / "ops" / "monitoring"
 POSTGRES_SERVICES = ("node1", "node2", "node3")
 ETCD_SERVICES = ("etcd1", "etcd2", "etcd3")
-# Variables the compose file reads with defaults; unset so the check sees the file's own defaults.
-COMPOSE_VARIABLES = (
+ENV_EXAMPLE = ROOT / ".env.example"
+#: Services that run once and exit (no healthcheck; what needs them waits for service_completed_successfully).
+ONE_SHOT = {"demo-data"}
+# Secrets the compose file reads from .env, none with a default; unset so the check sees only the env file.
+SECRETS = (
     "POSTGRES_PASSWORD",
     "REPLICATION_PASSWORD",
     "GATEWAY_DB_PASSWORD",
     "GATEWAY_CURSOR_SECRET",
+    "GATEWAY_WRITE_TOKENS",
     "GRAFANA_ADMIN_PASSWORD",
 )
+COMPOSE_VARIABLES = (*SECRETS, "DEMO_PAGES")
 
 
-def _compose(*args: str) -> subprocess.CompletedProcess[str]:
+def _compose(*args: str, env_file: Path | None = ENV_EXAMPLE) -> subprocess.CompletedProcess[str]:
+    """docker-compose with the documented example env file (as a deployment's .env would be read)."""
     binary = shutil.which("docker-compose")
     if binary is None:
         pytest.skip("docker-compose not installed: apt-get install docker-compose")
     env = {k: v for k, v in os.environ.items() if k not in COMPOSE_VARIABLES and not k.startswith("COMPOSE_")}
+    if env_file is None:  # an empty one, so a developer's own .env is not read either
+        env_file = Path(tempfile.mkdtemp(prefix="civic-compose-")) / "empty.env"
+        env_file.write_text("")
+    files = ["--env-file", str(env_file)]
     return subprocess.run(
-        [binary, "--project-directory", str(ROOT), "-f", str(COMPOSE_FILE), *args],
+        [binary, "--project-directory", str(ROOT), *files, "-f", str(COMPOSE_FILE), *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -142,6 +154,9 @@ def test_parsed_blocks_match_the_service_list(services: dict[str, str]) -> None:
 
 def test_every_service_has_a_healthcheck(services: dict[str, str]) -> None:
     for name, block in services.items():
+        if name in ONE_SHOT:
+            assert 'restart: "no"' in block or "restart: 'no'" in block or "restart: no" in block, name
+            continue
         assert "healthcheck" in _top_level_keys(block), f"{name} has no healthcheck"
         assert "disable: true" not in block, f"{name} disables its healthcheck"
         assert re.search(r"^      test:", block, re.MULTILINE), f"{name}'s healthcheck has no test"
@@ -163,6 +178,7 @@ def test_postgres_services(services: dict[str, str]) -> None:
     dockerfile = (OPS_DOCKER / "patroni.Dockerfile").read_text()
     assert re.search(r"^FROM postgres:15", dockerfile, re.MULTILINE)
     assert "apt-get install -y --no-install-recommends patroni" in dockerfile
+    assert "postgresql-15-repack" in dockerfile  # python -m ops repack needs the extension on every node
     # Every node reads the shared settings (observability, checkpoints) as Patroni's custom_conf.
     assert "COPY ops/postgresql.conf /etc/postgresql/base.conf" in dockerfile
     assert "custom_conf: /etc/postgresql/base.conf" in (OPS_DOCKER / "patroni.yml").read_text()
@@ -233,10 +249,32 @@ def test_gateway_environment(services: dict[str, str]) -> None:
         ), admin[i]
     assert len(nodes) == len(admin) == 3
     assert env["GATEWAY_REDIS_URL"] == "redis://redis:6379/0"
-    assert env["GATEWAY_CURSOR_SECRET"]
+    example = _env_example()
+    assert env["GATEWAY_CURSOR_SECRET"] == example["GATEWAY_CURSOR_SECRET"]
+    assert env["GATEWAY_WRITE_TOKENS"] == example["GATEWAY_WRITE_TOKENS"]
     assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://jaeger:4318"
     assert env["OTEL_SERVICE_NAME"] == "civic-gateway"
+    assert env["GATEWAY_LOG_FORMAT"] == "json"
+    # Metrics on their own port, inside the compose network only: the published port is the public one.
+    assert env["GATEWAY_METRICS_PORT"].strip("'\"") == "9464"
+    assert "9464" not in block.split("ports:")[-1]
     assert "dockerfile: Dockerfile" in block
+    # The gateway's settings are valid as the compose file and the example env file give them.
+    from gateway.settings import Settings
+
+    values = {k.removeprefix("GATEWAY_").lower(): v.strip("'\"") for k, v in env.items() if k.startswith("GATEWAY_")}
+    settings = Settings(**values)  # type: ignore[arg-type]
+    assert settings.metrics_listener == ("0.0.0.0", 9464)
+
+
+def test_demo_corpus_is_loaded_on_first_start(services: dict[str, str]) -> None:
+    block = services["demo-data"]
+    assert "civic-search-gateway:local" in block
+    assert "python -m gateway migrate" in block and "python -m ops corpus --deployment --if-empty" in block
+    assert _environment(block)["GATEWAY_ADMIN_NODES"] == _environment(services["gateway"])["GATEWAY_ADMIN_NODES"]
+    assert re.search(
+        r"^      demo-data:\n        condition: service_completed_successfully", services["gateway"], re.MULTILINE
+    )
 
 
 def test_dependencies_wait_for_health(services: dict[str, str]) -> None:
@@ -246,18 +284,34 @@ def test_dependencies_wait_for_health(services: dict[str, str]) -> None:
             continue
         conditions = re.findall(r"condition: (\S+)", depends.group(1))
         assert conditions, f"{name} depends on services without a condition"
-        assert set(conditions) == {"service_healthy"}, f"{name}: {conditions}"
+        assert set(conditions) <= {"service_healthy", "service_completed_successfully"}, f"{name}: {conditions}"
     gateway = services["gateway"]
-    for dependency in ("pgbouncer", "redis", "jaeger"):
+    for dependency in ("pgbouncer", "redis"):
         assert re.search(rf"^      {dependency}:\n        condition: service_healthy", gateway, re.MULTILINE)
+    # Traces are best effort: the gateway starts (and serves) without Jaeger.
+    assert not re.search(r"^      jaeger:", gateway, re.MULTILINE)
 
 
 def test_jaeger_accepts_otlp(services: dict[str, str]) -> None:
     block = services["jaeger"]
-    assert "image: jaegertracing/all-in-one" in block
-    assert 'COLLECTOR_OTLP_ENABLED: "true"' in block
+    # Jaeger 2 (v1, all-in-one, reached its end of life): OTLP is received natively.
+    assert re.search(r"image: jaegertracing/jaeger:2\.\d+\.\d+$", block, re.MULTILINE)
     for port in ("16686", "4317", "4318"):
         assert f":{port}:{port}" in block
+
+
+def test_images_are_pinned_to_exact_versions(services: dict[str, str]) -> None:
+    for name, block in services.items():
+        image = re.search(r"^    image: (\S+)$", block, re.MULTILINE)
+        assert image, f"{name} has no image"
+        tag = image.group(1).rpartition(":")[2]
+        if image.group(1).startswith("civic-"):
+            continue  # built here
+        # major.minor at least: a bare major (postgres:15, redis:7) or latest floats to new minors.
+        assert re.match(r"v?\d+\.\d+", tag), f"{name}: {image.group(1)} is not pinned to a minor version"
+    node = re.search(r"^FROM node:(\d+)\.", DOCKERFILE.read_text(), re.MULTILINE)
+    assert node and int(node.group(1)) % 2 == 0 and int(node.group(1)) >= 24, "Node: an LTS line (even major)"
+    assert re.search(r"^FROM postgres:15\.\d+", (OPS_DOCKER / "patroni.Dockerfile").read_text(), re.MULTILINE)
 
 
 def test_monitoring_is_provisioned_from_ops_monitoring(services: dict[str, str]) -> None:
@@ -267,7 +321,8 @@ def test_monitoring_is_provisioned_from_ops_monitoring(services: dict[str, str])
     assert "--config.file=/etc/prometheus/civic/prometheus.yml" in prometheus
     # The rule file Prometheus loads is the one in this folder, under the path the mount gives it.
     assert "- /etc/prometheus/civic/alerts.yml" in (MONITORING / "prometheus.yml").read_text()
-    assert "targets: [\"gateway:8000\"]" in (MONITORING / "prometheus.yml").read_text()
+    # Prometheus scrapes the gateway's metrics port, not its public one.
+    assert "targets: [\"gateway:9464\"]" in (MONITORING / "prometheus.yml").read_text()
     grafana = services["grafana"]
     assert re.search(r"image: grafana/grafana:\d+\.\d+\.\d+$", grafana, re.MULTILINE)
     assert f"- {MONITORING / 'grafana' / 'provisioning'}:/etc/grafana/provisioning:ro" in grafana
@@ -279,18 +334,32 @@ def test_monitoring_is_provisioned_from_ops_monitoring(services: dict[str, str])
     assert re.search(r"image: prom/node-exporter:v\d+\.\d+\.\d+$", services["node-exporter"], re.MULTILINE)
 
 
+def _env_example() -> dict[str, str]:
+    return dict(
+        line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines() if line and not line.startswith("#")
+    )
+
+
 def test_no_real_secrets_in_compose_file() -> None:
     text = COMPOSE_FILE.read_text()
-    for variable in (
-        "POSTGRES_PASSWORD",
-        "REPLICATION_PASSWORD",
-        "GATEWAY_DB_PASSWORD",
-        "GATEWAY_CURSOR_SECRET",
-        "GF_SECURITY_ADMIN_PASSWORD",
-    ):
+    for variable in (*SECRETS, "GF_SECURITY_ADMIN_PASSWORD", "PATRONI_SUPERUSER_PASSWORD"):
         for match in re.finditer(rf"\b{variable}: (\S+)", text):
             assert match.group(1).startswith("${"), f"{variable} is hard-coded: {match.group(0)}"
+            assert ":-" not in match.group(1), f"{variable} has a default: {match.group(0)}"
     assert not re.search(r"password=(?!\$\{)", text), "a connection string carries a literal password"
+
+
+def test_every_secret_comes_from_the_env_file() -> None:
+    example = _env_example()
+    assert set(SECRETS) <= set(example), "a secret is missing from .env.example"
+    from gateway.settings import Settings
+
+    # The example's write token is in the form the gateway accepts (a hash, never the token).
+    Settings(nodes="n=host=x", write_tokens=example["GATEWAY_WRITE_TOKENS"])
+    # Without the env file, compose refuses to start and names the missing secret: no secret has a default.
+    proc = _compose("config", "-q", env_file=None)
+    assert proc.returncode != 0
+    assert any(name in proc.stderr for name in SECRETS), proc.stderr
 
 
 def test_shell_scripts_parse() -> None:
@@ -335,14 +404,15 @@ def test_dockerfile_runs_gateway_serve() -> None:
 def test_dockerfile_stages_and_sources() -> None:
     instructions = _dockerfile_instructions()
     froms = [args.split()[0] for instruction, args in instructions if instruction == "FROM"]
-    # Python stages are slim; one Node stage only fetches GraphiQL's assets from the npm lock file.
-    assert froms and all(image in {"python:3.11-slim", "node:20-slim"} for image in froms)
-    assert froms[-1] == "python:3.11-slim"
+    # Python stages are slim; one Node stage (an LTS line) only fetches GraphiQL's assets from the npm lock file.
+    assert froms and all(re.fullmatch(r"python:3\.11-slim-bookworm|node:\d+\.\d+-bookworm-slim", f) for f in froms)
+    assert froms[-1] == "python:3.11-slim-bookworm"
     assert any("npm ci" in args for instruction, args in instructions if instruction == "RUN")
     assert any("--from=web" in args and "static/vendor/node_modules" in args
                for instruction, args in instructions if instruction == "COPY")
     runs = " ".join(args for instruction, args in instructions if instruction == "RUN")
-    assert "pip install -c constraints.txt ." in runs
+    # The server and the operators' commands ('ops' extra), not the gRPC exporter nor the test tools.
+    assert "pip install -c constraints.txt '.[ops]'" in runs
     copied = " ".join(args for instruction, args in instructions if instruction == "COPY")
     for source in (
         "pyproject.toml",

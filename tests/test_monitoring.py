@@ -188,10 +188,10 @@ def test_database_figures_on_metrics(
     newest = max(p.end for p in partitions if p.end is not None)
     expected_days = (dt.datetime.combine(newest, dt.time(), dt.UTC) - dt.datetime.now(dt.UTC)).total_seconds() / 86400
     settings = gateway_settings(stack_layout, pgss_interval_s=0.5, cache_enabled=False)
-    with ServedGateway(settings) as gw, httpx.Client(base_url=gw.url, timeout=30) as http:
+    with ServedGateway(settings) as gw:
 
         def sampled() -> str | None:
-            text = http.get("/metrics").text
+            text = httpx.get(f"{gw.metrics_url}/metrics").text
             return text if f'slot="{SLOT}"' in text else None
 
         text = eventually(sampled, timeout_s=20, interval_s=0.25, what="the database figures on /metrics")
@@ -236,7 +236,7 @@ def test_several_workers_mirror_the_new_families(stack_layout: stack.StackLayout
             gql(http, SEARCH)
 
         def mirrored() -> str | None:
-            text = http.get("/metrics").text
+            text = httpx.get(f"{gw.metrics_url}/metrics").text
             # Open connections add up over workers (livesum): at least one per worker's pool once both synced.
             opened = re.search(r'^civic_pool_connections\{node="node1",state="open"\} (\S+)$', text, re.MULTILINE)
             if opened is None or float(opened.group(1)) < 2:
@@ -289,7 +289,7 @@ def test_prometheus_evaluates_every_dashboard_and_alert_expression(stack_layout:
     port = free_port()
     api = f"http://127.0.0.1:{port}/api/v1"
     with ServedGateway(settings) as gw, httpx.Client(base_url=gw.url, timeout=30) as http:
-        config = _prometheus_config(work, gw.url.removeprefix("http://"))
+        config = _prometheus_config(work, gw.metrics_url.removeprefix("http://"))
         proc = subprocess.Popen(
             [binary, f"--config.file={config}", f"--storage.tsdb.path={work / 'data'}",
              f"--web.listen-address=127.0.0.1:{port}"],

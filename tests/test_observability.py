@@ -79,14 +79,33 @@ def test_one_search_from_trace_to_sql_span_to_its_queryid_on_metrics(
         assert search_span.parent is not None and search_span.parent.span_id == execution.context.span_id
         server = next(s for s in spans if s.name == "POST /graphql")
         assert server.parent is not None and format(server.parent.span_id, "016x") == "00f067aa0ba902b7"
+        # The server span is OpenTelemetry's ASGI instrumentation, with the stable HTTP conventions.
+        assert server.instrumentation_scope is not None
+        assert server.instrumentation_scope.name == "opentelemetry.instrumentation.asgi"
+        http_attrs = dict(server.attributes or {})
+        assert http_attrs["http.request.method"] == "POST"
+        assert http_attrs["http.route"] == "/graphql" and http_attrs["url.path"] == "/graphql"
+        assert http_attrs["http.response.status_code"] == 200
+        assert http_attrs["server.port"] == gw.port and http_attrs["url.scheme"] == "http"
+        assert re.fullmatch(r"[0-9a-f]{16}", str(http_attrs["civic.request.id"]))
+        assert not any(k.startswith(("http.method", "http.status_code", "http.target")) for k in http_attrs)
         sql_span = next(s for s in spans if s.name == "SQL search")
         attrs = dict(sql_span.attributes or {})
-        assert attrs["db.system"] == "postgresql"
-        assert "%(q)s" in str(attrs["db.statement"]) and "zoning" not in str(attrs["db.statement"])
-        assert attrs["db.civic.node"] in {"node1", "node2", "node3"}
-        assert attrs["db.civic.role"] in {"primary", "replica"}
-        assert "db.civic.retry_count" in attrs and "db.civic.waited_for_token" in attrs
-        queryid = str(attrs["db.civic.queryid"])
+        assert attrs["db.system.name"] == "postgresql"
+        assert "%(q)s" in str(attrs["db.query.text"]) and "zoning" not in str(attrs["db.query.text"])
+        node = attrs["civic.db.node"]
+        assert node in {"node1", "node2", "node3"}
+        # The connection the statement went through: the node's PgBouncer alias, host and port.
+        dsn = dict(part.split("=", 1) for part in gw.app.state.settings.node_dsns[str(node)].split())
+        assert attrs["db.namespace"] == dsn["dbname"] == node
+        assert attrs["server.address"] == dsn["host"] and attrs["server.port"] == int(dsn["port"])
+        assert isinstance(attrs["db.response.returned_rows"], int)
+        assert attrs["civic.db.role"] in {"primary", "replica"} and attrs["civic.db.statement"] == "search"
+        assert "civic.db.retry_count" in attrs and "civic.db.waited_for_token" in attrs
+        # Only the current conventions and the project's own namespace: no old or mixed names.
+        assert not any(k in attrs for k in ("db.system", "db.statement", "db.name")), attrs
+        assert not any(k.startswith("db.civic.") for k in attrs), attrs
+        queryid = str(attrs["civic.db.queryid"])
         assert re.fullmatch(r"-?\d+", queryid)
         # The SQL span's queryid is the one pg_stat_statements reports for the node that ran it.
         for _ in range(3):
@@ -100,7 +119,7 @@ def test_one_search_from_trace_to_sql_span_to_its_queryid_on_metrics(
         def sampled() -> re.Match[str] | None:
             for _ in range(2):
                 gql(http, QUERY)
-            return pattern.search(http.get("/metrics").text)
+            return pattern.search(httpx.get(f"{gw.metrics_url}/metrics").text)
 
         found = eventually(sampled, timeout_s=20, interval_s=0.5, what=f"queryid {queryid} on /metrics")
         assert int(found.group(3)) >= 1
@@ -131,7 +150,7 @@ def test_metrics_endpoint_has_the_operational_series(
     with httpx.Client(base_url=gw.url, timeout=30) as http:
         gql(http, QUERY)
         gql(http, '{ search(query: "") { edges { cursor } } }')
-        text = http.get("/metrics").text
+        text = httpx.get(f"{gw.metrics_url}/metrics").text
     for series in (
         'civic_graphql_requests_total{operation="FindZoning",outcome="ok"}',
         "civic_graphql_request_seconds_bucket",
@@ -152,6 +171,19 @@ def test_metrics_endpoint_has_the_operational_series(
         'civic_node_healthy{node="node1",role="primary"} 1.0',
     ):
         assert series in text, series
+
+
+def test_metrics_are_served_on_their_own_port_only(
+    traced: tuple[ServedGateway, InMemorySpanExporter],
+) -> None:
+    gw, _ = traced
+    assert gw.metrics_url != gw.url
+    assert httpx.get(f"{gw.url}/metrics").status_code == 404  # the public port serves no metrics
+    scrape = httpx.get(f"{gw.metrics_url}/metrics")
+    assert scrape.status_code == 200 and "civic_primary_known 1.0" in scrape.text
+    # The metrics listener serves nothing else: no GraphQL, no pages.
+    assert httpx.post(f"{gw.metrics_url}/graphql", json={"query": "{ __typename }"}).status_code == 404
+    assert httpx.get(f"{gw.metrics_url}/").status_code == 404
 
 
 def test_slow_or_chatty_request_is_one_json_log_line(
@@ -286,7 +318,7 @@ def test_otlp_export_reaches_a_receiver(
         eventually(lambda: received, timeout_s=10, interval_s=0.1, what="the collector receiving spans")
         names = _span_names(received)
         assert "SQL search" in names and "GraphQL Query: FindZoning" in names
-        assert "%(q)s" in names["SQL search"]["db.statement"]
+        assert "%(q)s" in names["SQL search"]["db.query.text"]
         service = received[0].resource_spans[0].resource.attributes
         assert any(a.key == "service.name" and a.value.string_value == "civic-test" for a in service)
     finally:
@@ -306,7 +338,7 @@ def test_real_prometheus_scrapes_metrics(traced: tuple[ServedGateway, InMemorySp
         gql(c, QUERY)
     port = free_port()
     work = Path(tempfile.mkdtemp(prefix="civic-prom-"))
-    target = gw.url.removeprefix("http://")
+    target = gw.metrics_url.removeprefix("http://")
     (work / "prometheus.yml").write_text(
         "global:\n  scrape_interval: 1s\nscrape_configs:\n"
         f"  - job_name: civic\n    static_configs:\n      - targets: ['{target}']\n"

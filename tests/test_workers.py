@@ -30,11 +30,11 @@ def test_two_workers_share_metrics_jobs_and_cursors(stack_layout: stack.StackLay
             cursors.append(body["data"]["search"]["edges"][-1]["cursor"])
         # Every scrape, whichever worker answers it, counts the requests of both.
         for _ in range(6):
-            text = httpx.get(f"{served.url}/metrics").text
+            text = httpx.get(f"{served.metrics_url}/metrics").text
             assert _value(text, r'civic_graphql_requests_total\{operation="Tally",outcome="ok"\}') == 40
         # The pg_stat_statements collector runs in exactly one worker.
         eventually(
-            lambda: _value(httpx.get(f"{served.url}/metrics").text, r"civic_singleton_jobs_running") == 1,
+            lambda: _value(httpx.get(f"{served.metrics_url}/metrics").text, r"civic_singleton_jobs_running") == 1,
             timeout_s=20, what="one worker runs the once-per-host jobs",
         )
         # A cursor made by one worker is accepted by the other.

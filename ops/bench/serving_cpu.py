@@ -125,13 +125,14 @@ class ServedProcess:
 
     pid: int
     url: str
+    metrics_url: str
 
 
 @contextlib.contextmanager
 def served_gateway(env: Mapping[str, str], *, workers: int = 1) -> Iterator[ServedProcess]:
     """``python -m gateway serve`` with ``env`` on a free port, stopped (SIGTERM) afterwards."""
     with GatewayProcess(dict(env), port=free_port(), workers=workers) as proc:
-        yield ServedProcess(pid=proc.pid, url=proc.url)
+        yield ServedProcess(pid=proc.pid, url=proc.url, metrics_url=proc.metrics_url)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,7 +17,7 @@ from typing import IO
 
 import httpx
 
-from ops.common.net import LOOPBACK
+from ops.common.net import LOOPBACK, free_port
 from ops.stack import PROJECT_DIR, StackError
 
 
@@ -26,8 +26,8 @@ class GatewayProcess:
 
     Its stderr (uvicorn's and the routing logger's warnings: ejections, readmissions, primary changes) goes to
     ``log_path``; with no ``log_path`` it goes to a temporary file that is deleted when the block ends well and
-    kept (and named on stderr) when it fails. Its stdout, the access log, is discarded: nobody reads it while
-    the gateway runs, and a full pipe would block it. Leaving the block terminates the gateway, and kills it if
+    kept (and named on stderr) when it fails. Its stdout, the access log, goes to ``stdout_path`` when given and
+    is discarded otherwise: a pipe nobody reads while the gateway runs would fill and block it. Leaving the block terminates the gateway, and kills it if
     it does not exit within 30 s.
     """
 
@@ -39,6 +39,7 @@ class GatewayProcess:
         log_path: Path | None = None,
         ready_timeout_s: float = 60.0,
         workers: int = 1,
+        stdout_path: Path | None = None,
     ) -> None:
         # Benchmarks and drills send all their load from one address: the per-client budgets are raised out of
         # the way (the limiter still counts every request, so its cost stays measured) unless ``env`` says otherwise.
@@ -46,10 +47,17 @@ class GatewayProcess:
             "GATEWAY_RATE_LIMIT_READS_PER_MINUTE": str(10**9),
             "GATEWAY_RATE_LIMIT_WRITES_PER_MINUTE": str(10**9),
         }
-        self.env = {**os.environ, **unlimited, **env}
+        # Metrics on a free port of their own (the default one would collide between gateways run side by side).
+        metrics = {"GATEWAY_METRICS_PORT": str(free_port()), "GATEWAY_METRICS_HOST": LOOPBACK}
+        self.env = {**os.environ, **unlimited, **metrics, **env}
         self.workers = workers
         self.port = port
         self.url = f"http://{LOOPBACK}:{port}"
+        metrics_port = self.env["GATEWAY_METRICS_PORT"]
+        #: Where ``/metrics`` answers (the public URL when metrics share the public port).
+        self.metrics_url = (
+            self.url if metrics_port in {"0", str(port)} else f"http://{self.env.get('GATEWAY_METRICS_HOST') or LOOPBACK}:{metrics_port}"
+        )
         self.ready_timeout_s = ready_timeout_s
         self._temporary_log = log_path is None
         if log_path is None:
@@ -58,10 +66,14 @@ class GatewayProcess:
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self.stdout_path = stdout_path
+        self._stdout: IO[bytes] | None = None
 
     def __enter__(self) -> GatewayProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
+        if self.stdout_path is not None:
+            self._stdout = self.stdout_path.open("ab")
         self._proc = subprocess.Popen(
             [
                 sys.executable,
@@ -77,7 +89,7 @@ class GatewayProcess:
             ],
             env=self.env,
             cwd=PROJECT_DIR,
-            stdout=subprocess.DEVNULL,
+            stdout=self._stdout if self._stdout is not None else subprocess.DEVNULL,
             stderr=self._log,
         )
         try:
@@ -121,6 +133,9 @@ class GatewayProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+        if self._stdout is not None:
+            self._stdout.close()
+            self._stdout = None
         if self._temporary_log:
             if not exc or exc[0] is None:
                 self.log_path.unlink(missing_ok=True)

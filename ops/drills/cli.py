@@ -1,4 +1,4 @@
-"""``python -m ops drill replica-loss|node-loss|rejoin|crash|switchover``."""
+"""``python -m ops drill replica-loss|node-loss|rejoin|crash|switchover|repack``."""
 
 from __future__ import annotations
 
@@ -66,9 +66,13 @@ def _options(kind: str, args: argparse.Namespace) -> DrillOptions:
 
 
 def main(what: str, rest: list[str]) -> int:
-    """``python -m ops drill <replica-loss|node-loss|rejoin|crash|switchover> [options]``."""
+    """``python -m ops drill <replica-loss|node-loss|rejoin|crash|switchover|repack> [options]``."""
+    if what == "repack":
+        from ops.drills import repack
+
+        return repack.main(rest)
     if what not in SCRIPTS:
-        print(f"unknown drill {what!r}: choose {', '.join(SCRIPTS)}", file=sys.stderr)
+        print(f"unknown drill {what!r}: choose {', '.join(SCRIPTS)} or repack", file=sys.stderr)
         return 2
     opts = _options(what, _drill_parser(what).parse_args(rest))
     report = run_drill(what, opts)

@@ -77,3 +77,66 @@ def run_stats(args: argparse.Namespace, settings: Settings) -> int:
     with psycopg.connect(admin_primary(settings), autocommit=True, prepare_threshold=None) as conn:
         stats.refresh(conn, out=sys.stdout)
     return 0
+
+
+def add_apq_arguments(apq: argparse.ArgumentParser) -> None:
+    apq.add_argument("action", choices=["show", "prune"], help="what the table holds; delete old documents")
+    apq.add_argument("--older-than", metavar="AGE", default="30d", help="prune documents registered this long ago")
+
+
+def run_apq(args: argparse.Namespace, settings: Settings) -> int:
+    import psycopg
+
+    from ops.maintenance import persisted
+    from ops.maintenance.archive_model import cutoff_date
+
+    with psycopg.connect(admin_primary(settings), autocommit=True, prepare_threshold=None) as conn:
+        if args.action == "show":
+            persisted.show(conn, out=sys.stdout)
+            return 0
+        try:
+            day = cutoff_date(args.older_than)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        persisted.prune(conn, before=dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC), out=sys.stdout)
+    return 0
+
+
+def add_repack_arguments(repack: argparse.ArgumentParser) -> None:
+    repack.add_argument("--partition", metavar="NAME", action="append", help="only this partition (repeatable)")
+    repack.add_argument("--min-bloat-ratio", type=float, default=0.2, help="estimated bloat / heap, to be chosen")
+    repack.add_argument("--min-bloat-mb", type=float, default=8.0, help="and at least this much bloat, MB")
+    repack.add_argument(
+        "--space-factor", type=float, default=2.0,
+        help="disk a partition's repack needs, as a multiple of its size (the copy, plus as much WAL)",
+    )
+    repack.add_argument(
+        "--reserve-percent", type=float, default=10.0, help="of the disk that must stay free after that; else refuse"
+    )
+    repack.add_argument("--wait-timeout", type=int, default=60, help="seconds to wait for a lock (never kills)")
+    repack.add_argument("--dry-run", action="store_true", help="say what would be repacked, change nothing")
+    repack.add_argument("--report", metavar="FILE", type=Path, help="write the outcome as JSON")
+
+
+def run_repack(args: argparse.Namespace, settings: Settings) -> int:
+    from ops.maintenance import repack
+
+    try:
+        status, outcomes = repack.run(
+            admin_primary(settings),
+            names=args.partition,
+            min_bloat_ratio=args.min_bloat_ratio,
+            min_bloat_mb=args.min_bloat_mb,
+            space_factor=args.space_factor,
+            reserve_percent=args.reserve_percent,
+            wait_timeout_s=args.wait_timeout,
+            dry_run=args.dry_run,
+            out=sys.stdout,
+        )
+    except repack.RepackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.report is not None:
+        repack.write_report(args.report, outcomes, status)
+    return status
