@@ -4,7 +4,7 @@ Two signals close the door, and either is enough:
 
 * **Requests in flight** reach ``max_in_flight``.
 * **Event-loop lag** passes ``max_loop_lag_ms`` while at least ``min_in_flight`` requests run. The lag is how
-  late a 10 ms timer fires: it is the time every callback of the worker waits for its turn, a refusal's
+  late a 10 ms timer fires, averaged over the last few turns of the loop: it is the time every callback of the worker waits for its turn, a refusal's
   included. A count of requests cannot see it (forty cache hits cost little, forty cold searches saturate the
   core), so admitting by count alone lets each new request lengthen every loop turn until even a refusal takes
   a hundred milliseconds. Refusing while the loop is late keeps turns short, so the refusals themselves stay
@@ -23,9 +23,9 @@ import asyncio
 from collections.abc import Callable
 
 LAG_INTERVAL_S = 0.01
-# Each new sample replaces the figure if higher, else the figure halves towards it: a burst of lag closes the
-# door at once, and it opens again within a few turns of the loop once the lag is gone.
-LAG_DECAY = 0.5
+# The figure is a moving average of the samples (each new one weighs a fifth): a loop that stays late closes the
+# door within a few turns, while one late turn (the process descheduled once by a busy host) does not.
+LAG_WEIGHT = 0.2
 
 
 class Admission:
@@ -37,7 +37,7 @@ class Admission:
         max_in_flight: int,
         retry_after_s: int = 1,
         max_loop_lag_ms: float = 0.0,
-        min_in_flight: int = 4,
+        min_in_flight: int = 8,
         on_refuse: Callable[[str, str], None] | None = None,
     ) -> None:
         self.max_in_flight = max_in_flight
@@ -87,7 +87,7 @@ class Admission:
             asked = loop.time()
             await asyncio.sleep(LAG_INTERVAL_S)
             late_ms = max(0.0, (loop.time() - asked - LAG_INTERVAL_S) * 1000.0)
-            self.lag_ms = max(late_ms, self.lag_ms * LAG_DECAY)
+            self.lag_ms += LAG_WEIGHT * (late_ms - self.lag_ms)
 
 
 # The admission of this process's app and its ready-made refusal, for the HTTP protocol's early refusals: under

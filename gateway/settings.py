@@ -90,7 +90,7 @@ class Settings(BaseSettings):
     )
     max_in_flight: int = Field(default=64, ge=1, description="GraphQL requests in flight per worker")
     max_loop_lag_ms: float = Field(
-        default=30.0, ge=0, description="refuse new requests while a worker's event loop runs this late (0: off)"
+        default=50.0, ge=0, description="refuse new requests while a worker's event loop runs this late (0: off)"
     )
     rate_limit_enabled: bool = Field(default=True, description="per-client request budgets (HTTP 429 past them)")
     rate_limit_reads_per_minute: int = Field(default=1200, ge=1)
