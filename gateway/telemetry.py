@@ -123,7 +123,7 @@ def server_span_middleware(app: ASGIApp, *, provider: trace.TracerProvider | Non
 
     middleware: ASGIApp = OpenTelemetryMiddleware(
         app,
-        tracer_provider=provider or trace.NoOpTracerProvider(),
+        tracer_provider=provider,
         meter_provider=NoOpMeterProvider(),
         exclude_spans=["receive", "send"],
     )
