@@ -10,6 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import orjson
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 from starlette.applications import Starlette
@@ -21,11 +22,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from gateway.admission import Admission
+from gateway.admission import Admission, install
 from gateway.cache import ResultCache
 from gateway.documents import DocumentCache
 from gateway.endpoint import GraphQLEndpoint
 from gateway.metrics import Metrics
+from gateway.persisted import PersistedQueries
 from gateway.pgss import StatementStats, run_collector
 from gateway.ratelimit import RateLimiter
 from gateway.response_cache import ResponseCache
@@ -40,6 +42,7 @@ from gateway.telemetry import (
 )
 from gateway.web import web_routes
 from routing import Router, RouterConfig
+from schema.errors import OVERLOADED
 from schema.limits import Limits
 from schema.mutations import Mutation
 from schema.queryids import QueryIds
@@ -57,6 +60,7 @@ def make_router(settings: Settings) -> Router:
             pool_max_lifetime_s=settings.pool_max_lifetime_s,
             pool_max_idle_s=settings.pool_max_idle_s,
             pool_max_waiting=settings.pool_max_waiting,
+            read_wait_s=settings.read_wait_s,
             health_interval_s=settings.health_interval_s,
             max_staleness_ms=settings.max_staleness_ms,
             consistency_wait_ms=settings.consistency_wait_ms,
@@ -179,7 +183,7 @@ def create_app(
         ttl_s=settings.cache_ttl_s,
         default_staleness_ms=settings.max_staleness_ms,
     )
-    admission = Admission(max_in_flight=settings.max_in_flight)
+    admission = Admission(max_in_flight=settings.max_in_flight, max_loop_lag_ms=settings.max_loop_lag_ms)
     limiter = RateLimiter(
         reads_per_minute=settings.rate_limit_reads_per_minute,
         writes_per_minute=settings.rate_limit_writes_per_minute,
@@ -189,7 +193,13 @@ def create_app(
     )
     queryids = QueryIds()
     statements = StatementStats(queryids=queryids, top_k=settings.pgss_top_k)
-    metrics = Metrics(lambda: holder.get("router"), cache, statements)
+    persisted = PersistedQueries(
+        per_client=settings.apq_per_client,
+        max_total_bytes=settings.apq_max_total_bytes,
+        client_salt=settings.apq_client_key,
+    )
+    metrics = Metrics(lambda: holder.get("router"), cache, statements, persisted)
+    admission.on_refuse = metrics.overloaded
     search_log = SearchLog(sample=settings.search_log_sample)
     endpoint = GraphQLEndpoint(
         schema,
@@ -204,6 +214,7 @@ def create_app(
         queryids=queryids,
         metrics=metrics,
         search_log=search_log,
+        persisted=persisted,
     )
     once = singletons or Singletons(None)
 
@@ -232,6 +243,7 @@ def create_app(
             asyncio.create_task(metrics.run_sync()),
             asyncio.create_task(cache.run_pending()),
             asyncio.create_task(limiter.run()),
+            asyncio.create_task(admission.watch_loop()),
             # pg_stat_statements and the database figures are read once per host, by whichever worker holds the lock.
             asyncio.create_task(once.run_while_held(once_per_host)),
         ]
@@ -244,6 +256,7 @@ def create_app(
                     await task
             with contextlib.suppress(Exception):
                 await search_log.flush(active)
+            await persisted.drain()
             if own is not None:
                 await own.close()
             await cache.close()
@@ -312,12 +325,30 @@ def create_app(
     app.state.statements = statements
     app.state.queryids = queryids
     app.state.search_log = search_log
+    app.state.persisted = persisted
     if router is not None:
         holder["router"] = router
     return app
 
 
+def overload_refusal(settings: Settings) -> tuple[bytes, bytes]:
+    """The 503 the HTTP protocol sends for this app when the worker is full: head lines and the errors."""
+    errors = orjson.dumps([{"message": "the gateway is at capacity; retry shortly", "extensions": {"code": OVERLOADED}}])
+    head = (
+        b"HTTP/1.1 503 Service Unavailable\r\n"
+        b"content-type: application/json; charset=utf-8\r\n"
+        b"retry-after: 1\r\n"
+    )
+    if "*" in [o.strip() for o in settings.cors_allow_origins.split(",")]:
+        # A browser app on another origin can read the refusal (and its Retry-After), as it could a 200.
+        head += b"access-control-allow-origin: *\r\naccess-control-expose-headers: retry-after\r\n"
+    return head, errors
+
+
 def create_app_from_env() -> Starlette:
     """The app of one serving worker: settings from the environment, singletons by host-wide lock."""
     settings = load_settings()
-    return create_app(settings, singletons=Singletons.from_env())
+    app = create_app(settings, singletons=Singletons.from_env())
+    # The serving protocol refuses GraphQL requests while this worker is full, before they cost a task.
+    install(app.state.admission, *overload_refusal(settings))
+    return app

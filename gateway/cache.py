@@ -12,7 +12,8 @@ What it guarantees:
   request goes straight to the database and a counter records the bypass.
 * Values are JSON (aiocache's JsonSerializer), never pickle: nothing read back from Redis can run code.
 
-Automatic persisted queries (Apollo APQ) share the same store under their own namespace.
+Automatic persisted queries are not kept here (see ``gateway.persisted``): they must never compete with results
+for the store's memory.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ from opentelemetry import trace
 from redis.exceptions import MaxConnectionsError
 
 log = logging.getLogger("gateway.cache")
-APQ_TTL_S = 24 * 3600.0  # a float: aiocache then uses PSETEX (SETEX is deprecated in redis-py)
 
 
 @dataclasses.dataclass
@@ -72,7 +72,7 @@ def _backend(redis_url: str, timeout_s: float) -> Any:
 
 
 class ResultCache:
-    """Search pages and persisted queries, keyed as the module docstring says."""
+    """Search pages, keyed as the module docstring says."""
 
     def __init__(
         self,
@@ -279,12 +279,3 @@ class ResultCache:
         if stored:
             self.stats.stores += 1
         return value
-
-    # --- automatic persisted queries -------------------------------------------------------------------------------
-
-    async def persisted_query(self, sha256: str) -> str | None:
-        ok, value = await self._call(lambda: self._store.get(f"apq:{sha256}"))
-        return value if ok and isinstance(value, str) else None
-
-    async def persist_query(self, sha256: str, query: str) -> None:
-        await self._call(lambda: self._store.set(f"apq:{sha256}", query, ttl=APQ_TTL_S))

@@ -36,6 +36,7 @@ from gateway.cache import ResultCache
 from gateway.documents import DocumentCache, PreparedDocument
 from gateway.http_request import GraphQLRequest, RequestError, from_get, from_post
 from gateway.metrics import Metrics
+from gateway.persisted import PersistedQueries
 from gateway.ratelimit import RateLimiter
 from gateway.response_cache import ResponseCache, StoredResponse
 from gateway.search_log import SearchLog
@@ -176,6 +177,7 @@ class GraphQLEndpoint:
         queryids: QueryIds,
         metrics: Metrics,
         search_log: SearchLog,
+        persisted: PersistedQueries,
     ) -> None:
         self._schema = schema
         self._settings = settings
@@ -190,6 +192,7 @@ class GraphQLEndpoint:
         self._queryids = queryids
         self._metrics = metrics
         self._search_log = search_log
+        self._persisted = persisted
         self._tokens = TokenStore.parse(settings.write_tokens)
         self._codec = CursorCodec(settings.cursor_key)
         self._token_codec = TokenCodec(settings.token_key)
@@ -224,7 +227,6 @@ class GraphQLEndpoint:
             return
         ticket = self._admission.enter()
         if ticket is None:
-            self._metrics.overloaded()
             await error_reply(
                 "the gateway is at capacity; retry shortly",
                 OVERLOADED,
@@ -301,7 +303,7 @@ class GraphQLEndpoint:
             raise RequestError(str(exc)) from None
         viewer = self._tokens.viewer(headers.get("authorization"))
 
-        prepared = await self._prepared(req)
+        prepared, register = await self._prepared(req)
         if prepared is None:  # an APQ hash the gateway does not know: the client resends the text
             return error_reply(
                 "PersistedQueryNotFound", PERSISTED_QUERY_NOT_FOUND, 200, trace_id=trace_id, media=media
@@ -331,14 +333,12 @@ class GraphQLEndpoint:
                 headers={"Allow": "POST"},
             )
         client = scope.get("client")
-        decision = self._limiter.check(
-            self._limiter.client_key(
-                token_hash=viewer.token_digest,
-                peer=client[0] if client else None,
-                forwarded_for=headers.get("x-forwarded-for"),
-            ),
-            "write" if op_type is OperationType.MUTATION else "read",
+        client_key = self._limiter.client_key(
+            token_hash=viewer.token_digest,
+            peer=client[0] if client else None,
+            forwarded_for=headers.get("x-forwarded-for"),
         )
+        decision = self._limiter.check(client_key, "write" if op_type is OperationType.MUTATION else "read")
         limit_headers = decision.headers()
         if not decision.allowed:
             self._refused(RATE_LIMITED, started, trace_id, operation=req.operation_name or "")
@@ -351,6 +351,10 @@ class GraphQLEndpoint:
                 media=media,
                 headers=limit_headers,
             )
+        router = self._router()
+        if register is not None and router is not None and req.query:
+            # Only a valid document from a client within its rate limit is kept, and never on the request path.
+            self._persisted.register_later(router, register, req.query, client_key)
 
         shareable = (
             op_type is OperationType.QUERY
@@ -446,9 +450,11 @@ class GraphQLEndpoint:
             b'{"data":' + stored.data + b',"extensions":' + orjson.dumps(extensions) + b"}", media=media
         )
 
-    async def _prepared(self, req: GraphQLRequest) -> PreparedDocument | None:
-        """The prepared document of a request (None for an unknown persisted-query hash)."""
+    async def _prepared(self, req: GraphQLRequest) -> tuple[PreparedDocument | None, str | None]:
+        """The prepared document of a request (None for an unknown persisted-query hash), and the APQ hash to
+        register once the request is admitted (None when there is nothing to register)."""
         digest = _persisted_hash(req.extensions)
+        register: str | None = None
         if digest is not None:
             if req.query:
                 if len(req.query.encode("utf-8", "surrogatepass")) > self._settings.apq_max_bytes:
@@ -459,25 +465,26 @@ class GraphQLEndpoint:
                 if req.document_key() != digest:
                     raise RequestError("provided sha does not match query")
                 if self._documents.get(digest) is None:
-                    await self._cache.persist_query(digest, req.query)
+                    register = digest
             else:
                 found = self._documents.get(digest)
                 if found is not None:
-                    return found
-                stored = await self._cache.persisted_query(digest)
+                    return found, None
+                router = self._router()
+                stored = await self._persisted.lookup(router, digest) if router is not None else None
                 if stored is None:
-                    return None
+                    return None, None
                 req.query = stored
         if not req.query:
             raise RequestError("the request has no 'query': send a GraphQL document")
         key = digest or req.document_key()
         found = self._documents.get(key)
         if found is not None:
-            return found
+            return found, register
         with self._tracer.start_as_current_span("GraphQL Parsing"):
             parsed = self._documents.parse(req.query)
         with self._tracer.start_as_current_span("GraphQL Validation"):
-            return self._documents.validate(key, parsed)
+            return self._documents.validate(key, parsed), register
 
     def _context(self, req: GraphQLRequest, routing: RequestRouting, viewer: Viewer) -> Context:
         ctx = Context(router=self._router(), routing=routing, codec=self._codec)

@@ -31,6 +31,7 @@ from starlette.responses import Response
 
 from gateway.cache import ResultCache
 from gateway.dbstats import DatabaseStats
+from gateway.persisted import PersistedQueries
 from gateway.pgss import StatementStats
 from routing import Router
 
@@ -59,9 +60,11 @@ class GatewayCollector(Collector):
         cache: ResultCache,
         statements: StatementStats,
         database: DatabaseStats | None = None,
+        persisted: PersistedQueries | None = None,
     ) -> None:
         self._router = router
         self._cache = cache
+        self._persisted = persisted
         self._statements = statements
         self._database = database
 
@@ -78,9 +81,27 @@ class GatewayCollector(Collector):
         for outcome, value in stats.as_dict().items():
             cache.add_metric([outcome], value)
         yield cache
+        if self._persisted is not None:
+            yield from self._persisted_metrics(self._persisted)
         yield from self._statements.metric_families()
         if self._database is not None:
             yield from self._database.metric_families()
+
+    @staticmethod
+    def _persisted_metrics(persisted: PersistedQueries) -> Iterator[Any]:
+        registrations = CounterMetricFamily(
+            "civic_apq_registrations", "Persisted-query registrations by outcome (quota and bound refusals).",
+            labels=["outcome"],
+        )
+        for outcome, value in persisted.stats.registrations.items():
+            registrations.add_metric([outcome], value)
+        lookups = CounterMetricFamily(
+            "civic_apq_lookups", "Persisted-query lookups in the database by result.", labels=["result"]
+        )
+        lookups.add_metric(["found"], persisted.stats.lookups_found)
+        lookups.add_metric(["missing"], persisted.stats.lookups_missing)
+        lookups.add_metric(["failed"], persisted.stats.lookups_failed)
+        yield from (registrations, lookups)
 
     def _router_metrics(self, router: Router) -> Iterator[Any]:
         nodes = router.nodes()
@@ -143,7 +164,13 @@ class GatewayCollector(Collector):
 class Metrics:
     """The registry behind /metrics and the request-path instruments."""
 
-    def __init__(self, router: Callable[[], Router | None], cache: ResultCache, statements: StatementStats) -> None:
+    def __init__(
+        self,
+        router: Callable[[], Router | None],
+        cache: ResultCache,
+        statements: StatementStats,
+        persisted: PersistedQueries | None = None,
+    ) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "civic_graphql_requests", "GraphQL requests by operation and outcome.", ["operation", "outcome"],
@@ -162,7 +189,10 @@ class Metrics:
             registry=self.registry, multiprocess_mode="livesum",
         )
         self.overloads = Counter(
-            "civic_requests_overloaded", "Requests refused at once because the worker was at capacity.",
+            "civic_requests_overloaded",
+            "Requests refused at once because the worker was at capacity, by reason (in_flight, loop_lag) and by "
+            "where (protocol: as soon as the head was read; endpoint).",
+            ["reason", "stage"],
             registry=self.registry,
         )
         # Operation names are client input: past this many distinct names, new ones are counted as "other",
@@ -174,7 +204,7 @@ class Metrics:
             registry=self.registry, buckets=(0, 1, 2, 3, 4, 5, 8, 10, 20, 50),
         )
         self.database = DatabaseStats()
-        self.collector = GatewayCollector(router, cache, statements, self.database)
+        self.collector = GatewayCollector(router, cache, statements, self.database, persisted)
         self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         self._mirrors: dict[str, Any] = {}
         self._last: dict[tuple[str, tuple[str, ...]], float] = {}
@@ -260,8 +290,8 @@ class Metrics:
         self._operations.add(operation)
         return operation
 
-    def overloaded(self) -> None:
-        self.overloads.inc()
+    def overloaded(self, reason: str = "in_flight", stage: str = "endpoint") -> None:
+        self.overloads.labels(reason, stage).inc()
 
     async def endpoint(self, request: Request) -> Response:
         if self.multiprocess_dir is None:

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     pool_max_waiting: int = Field(
         default=20, ge=0, description="reads that may wait for a connection of one node (0: no bound)"
     )
+    read_wait_s: float = Field(
+        default=1.0, gt=0, description="how long a read waits for a connection before the node counts as busy"
+    )
 
     # --- routing --------------------------------------------------------------------------------------------
     health_interval_s: float = Field(default=1.0, gt=0)
@@ -81,7 +84,14 @@ class Settings(BaseSettings):
     max_query_tokens: int = Field(default=2000, ge=50, description="lexical tokens a document may hold")
     document_cache_size: int = Field(default=1000, ge=1, description="prepared documents kept per worker")
     apq_max_bytes: int = Field(default=64 * 1024, ge=256, description="largest query stored as persisted")
+    apq_per_client: int = Field(default=200, ge=0, description="persisted queries one client may register")
+    apq_max_total_bytes: int = Field(
+        default=256 * 1024 * 1024, ge=0, description="bytes of persisted queries kept in all (PostgreSQL)"
+    )
     max_in_flight: int = Field(default=64, ge=1, description="GraphQL requests in flight per worker")
+    max_loop_lag_ms: float = Field(
+        default=30.0, ge=0, description="refuse new requests while a worker's event loop runs this late (0: off)"
+    )
     rate_limit_enabled: bool = Field(default=True, description="per-client request budgets (HTTP 429 past them)")
     rate_limit_reads_per_minute: int = Field(default=1200, ge=1)
     rate_limit_writes_per_minute: int = Field(default=120, ge=1)
@@ -179,6 +189,11 @@ class Settings(BaseSettings):
     def token_key(self) -> bytes:
         """The key that signs consistency tokens, derived from the cursor secret (a separate purpose)."""
         return hashlib.sha256(b"consistency-token\x00" + self.cursor_key).digest()
+
+    @property
+    def apq_client_key(self) -> bytes:
+        """The key that hashes client identities in the persisted-query table (a separate purpose)."""
+        return hashlib.sha256(b"apq-client\x00" + self.cursor_key).digest()
 
     @property
     def cursor_key(self) -> bytes:

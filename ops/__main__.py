@@ -154,6 +154,12 @@ def _cmd_partitions(args: argparse.Namespace) -> int:
     return _with_settings(maintenance_cli.run_partitions, args)
 
 
+def _cmd_apq(args: argparse.Namespace) -> int:
+    from ops.maintenance import cli as maintenance_cli
+
+    return _with_settings(maintenance_cli.run_apq, args)
+
+
 def _cmd_repack(args: argparse.Namespace) -> int:
     from ops.maintenance import cli as maintenance_cli
 
@@ -226,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="search statistics")
     maintenance_cli.add_stats_arguments(stats)
     stats.set_defaults(func=_cmd_stats)
+
+    apq = sub.add_parser("apq", help="the persisted-query table: show, prune")
+    maintenance_cli.add_apq_arguments(apq)
+    apq.set_defaults(func=_cmd_apq)
     return parser
 
 

@@ -70,11 +70,12 @@ class NodePool:
         await self._pool.close()
 
     @asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """Borrow a connection; it goes back to the pool however the block ends, cancellation included."""
+    async def connection(self, timeout: float | None = None) -> AsyncIterator[psycopg.AsyncConnection[Any]]:  # noqa: ASYNC109 (as psycopg_pool)
+        """Borrow a connection, waiting at most ``timeout`` s for one (the pool's timeout when None); it goes
+        back to the pool however the block ends, cancellation included."""
         self.in_flight += 1
         try:
-            async with self._pool.connection() as conn:
+            async with self._pool.connection(timeout=timeout) as conn:
                 yield conn
         finally:
             self.in_flight -= 1

@@ -56,6 +56,7 @@ class Router:
         self._max_consistency_waiters = cfg.max_consistency_waiters
         self._consistency_waiters = 0
         self._primary_fallback = cfg.primary_fallback
+        self._read_wait_s = cfg.read_wait_s
         self._events = RouterEvents()
         self._pools = {
             name: NodePool(
@@ -167,7 +168,7 @@ class Router:
             name = choice.node.name
             self._mark_picked(name)
             try:
-                result = await self._run(name, fn)
+                result = await self._run(name, fn, wait_s=self._read_wait_s)
             except Exception as exc:
                 failure = classify(exc)
                 if failure is Failure.FINAL:
@@ -320,9 +321,9 @@ class Router:
             raise KeyError(name)
         return await self._run(name, fn)
 
-    async def _run(self, name: str, fn: ReadFn[T]) -> T:
+    async def _run(self, name: str, fn: ReadFn[T], *, wait_s: float | None = None) -> T:
         # Autocommit: every statement of a read is a transaction of its own (reads need no shared snapshot).
-        async with self._pools[name].connection() as conn:
+        async with self._pools[name].connection(timeout=wait_s) as conn:
             return await fn(conn)
 
     # --- writes ---------------------------------------------------------------------------------------------------

@@ -42,6 +42,10 @@ class RouterConfig:
     #: Calls that may wait for a connection of one node at once; past it a call fails at once (overload)
     #: instead of queueing until the pool timeout.
     pool_max_waiting: int = 0
+    #: How long a read waits for a connection of the node it was routed to before it counts that node as busy
+    #: (and tries another, or fails with ``OverloadedError``). Shorter than ``pool_timeout_s``: a read that
+    #: has queued this long behind others is better answered "overloaded" than served seconds late.
+    read_wait_s: float = 1.0
     health_interval_s: float = 1.0
     max_staleness_ms: int = 5000
     consistency_wait_ms: int = 500
@@ -51,6 +55,8 @@ class RouterConfig:
     def __post_init__(self) -> None:
         if self.max_staleness_ms < 0 or self.consistency_wait_ms < 0:
             raise ValueError("max_staleness_ms and consistency_wait_ms must be >= 0")
+        if self.read_wait_s <= 0:
+            raise ValueError("read_wait_s must be > 0")
         if self.pool_min_size > self.pool_max_size:
             raise ValueError("pool_min_size must not exceed pool_max_size")
 

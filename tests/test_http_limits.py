@@ -64,3 +64,77 @@ async def test_a_crowd_past_the_in_flight_bound_gets_503_overloaded(stack_layout
     for r in refused:
         assert r.headers["retry-after"] == "1"
         assert r.json()["errors"][0]["extensions"]["code"] == "OVERLOADED"
+
+
+def _exchange(sock: socket.socket, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send one request on a keep-alive connection and read exactly one response (status, headers, body)."""
+    sock.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection mid-body"
+        body += chunk
+    assert len(body) == length, "more bytes than one response: the framing is off"
+    return int(lines[0].split()[1]), headers, body
+
+
+def _post(body: bytes, *, extra: bytes = b"") -> bytes:
+    return (
+        b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + extra
+        + b"Content-Length: %d\r\n\r\n" % len(body)
+        + body
+    )
+
+
+def test_a_full_worker_refuses_in_the_protocol_and_keeps_the_connection(stack_layout: stack.StackLayout) -> None:
+    import json
+
+    from tests.helpers import eventually
+
+    env = {**stack_layout.gateway_env(), "GATEWAY_MAX_IN_FLIGHT": "1", "GATEWAY_RATE_LIMIT_ENABLED": "false"}
+    with served_gateway(env, workers=1) as served:
+        host, port = served.url.removeprefix("http://").split(":")
+        query = json.dumps({"query": "{ __typename }"}).encode()
+        with socket.create_connection((host, int(port)), timeout=10) as holder, \
+                socket.create_connection((host, int(port)), timeout=10) as crowd:
+            # The holder is admitted, then keeps its request in flight by sending only half of its body.
+            holder.sendall(_post(query)[: -len(query) // 2])
+
+            def refused() -> tuple[int, dict[str, str], bytes] | None:
+                reply = _exchange(crowd, _post(query))
+                return reply if reply[0] == 503 else None
+
+            status, headers, body = eventually(refused, what="a 503 while the only slot is held")
+            assert headers["retry-after"] == "1"
+            payload = json.loads(body)
+            assert payload["errors"][0]["extensions"]["code"] == "OVERLOADED"
+            assert len(payload["extensions"]["traceId"]) == 32
+            # The client's own trace id comes back, as on any response.
+            trace = "0af7651916cd43dd8448eb211c80319c"
+            _, _, body = _exchange(crowd, _post(query, extra=f"traceparent: 00-{trace}-b7ad6b7169203331-01\r\n".encode()))
+            assert json.loads(body)["extensions"]["traceId"] == trace
+            # The refused request's body was read and dropped: the same connection still frames requests
+            # correctly, and paths other than /graphql are never refused.
+            assert _exchange(crowd, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200
+            # The holder finishes: its request is served, and the slot is free again.
+            holder.sendall(_post(query)[-len(query) // 2 :])
+            status, _, body = _exchange(holder, b"")
+            assert status == 200 and json.loads(body)["data"] == {"__typename": "Query"}
+            assert eventually(lambda: _exchange(crowd, _post(query))[0] == 200, what="the slot freed")
+        metrics = httpx.get(f"{served.metrics_url}/metrics").text
+        early = [
+            line for line in metrics.splitlines()
+            if line.startswith("civic_requests_overloaded_total") and 'stage="protocol"' in line
+        ]
+        # The first 503 may come from the endpoint (the holder entered between the two checks); once the holder
+        # is in, refusals are the protocol's.
+        assert early and float(early[0].rsplit(" ", 1)[1]) >= 1, [m for m in metrics.splitlines() if "overloaded" in m]

@@ -371,3 +371,25 @@ async def test_reads_past_the_waiting_bound_are_refused_at_once(stack_layout: st
     # One holds the connection, one waits for it; the rest are told at once rather than queued for seconds.
     assert len(served) == 2 and len(refused) == 4, outcomes
     assert router.events.ejections == 0  # a busy pool is not a sick node
+
+
+async def test_a_read_queued_longer_than_its_wait_is_refused(stack_layout: stack.StackLayout) -> None:
+    from routing import OverloadedError
+
+    nodes = {"node2": stack_layout.bouncer_dsn("node2")}
+    # No bound on the queue's length, a long pool timeout: only the read wait can refuse here.
+    config = RouterConfig(pool_min_size=1, pool_max_size=1, pool_max_waiting=0, pool_timeout_s=30.0,
+                          read_wait_s=0.2, health_interval_s=0.2, max_staleness_ms=60_000)
+    async with Router(nodes, config) as router:
+
+        async def slow(conn: Conn) -> None:
+            await conn.execute("SELECT pg_sleep(1.5)")
+
+        outcomes = await asyncio.gather(*(router.read(slow) for _ in range(3)), return_exceptions=True)
+        # Once the connection is free, reads are served again: the refusals left nothing behind.
+        await router.read(slow)
+    refused = [o for o in outcomes if isinstance(o, OverloadedError)]
+    served = [o for o in outcomes if o is None]
+    # One holds the only connection for 1.5 s; the others give up after 0.2 s instead of waiting it out.
+    assert len(served) == 1 and len(refused) == 2, outcomes
+    assert router.events.ejections == 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -49,30 +50,42 @@ class RawClient:
         self.writer: asyncio.StreamWriter | None = None
 
     async def post(self, body: bytes) -> int:
-        if self.writer is None:
-            self.reader, self.writer = await asyncio.open_connection(LOOPBACK, self.port)
-        assert self.reader is not None
         head = (
             f"POST /graphql HTTP/1.1\r\nHost: {LOOPBACK}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode()
-        self.writer.write(head + body)
-        status_line = await self.reader.readline()
+        for attempt in (1, 2):
+            reader, writer = await self._connection()
+            writer.write(head + body)
+            status_line = await reader.readline()
+            if not status_line and attempt == 1:
+                # The server closed this keep-alive connection while it sat idle (its keep-alive timeout), as
+                # any HTTP client must expect: open a new one and send again.
+                await self.close()
+                continue
+            break
         length = 0
         while True:
-            line = await self.reader.readline()
+            line = await reader.readline()
             if line in (b"\r\n", b""):
                 break
             name, _, value = line.partition(b":")
             if name.strip().lower() == b"content-length":
                 length = int(value.strip())
-        await self.reader.readexactly(length)
+        await reader.readexactly(length)
         return int(status_line.split()[1])
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.reader is None or self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(LOOPBACK, self.port)
+        return self.reader, self.writer
 
     async def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
-            await self.writer.wait_closed()
+            writer, self.writer, self.reader = self.writer, None, None
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
 
 
 async def _drive(

@@ -79,6 +79,30 @@ def run_stats(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def add_apq_arguments(apq: argparse.ArgumentParser) -> None:
+    apq.add_argument("action", choices=["show", "prune"], help="what the table holds; delete old documents")
+    apq.add_argument("--older-than", metavar="AGE", default="30d", help="prune documents registered this long ago")
+
+
+def run_apq(args: argparse.Namespace, settings: Settings) -> int:
+    import psycopg
+
+    from ops.maintenance import persisted
+    from ops.maintenance.archive_model import cutoff_date
+
+    with psycopg.connect(admin_primary(settings), autocommit=True, prepare_threshold=None) as conn:
+        if args.action == "show":
+            persisted.show(conn, out=sys.stdout)
+            return 0
+        try:
+            day = cutoff_date(args.older_than)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        persisted.prune(conn, before=dt.datetime.combine(day, dt.time(), tzinfo=dt.UTC), out=sys.stdout)
+    return 0
+
+
 def add_repack_arguments(repack: argparse.ArgumentParser) -> None:
     repack.add_argument("--partition", metavar="NAME", action="append", help="only this partition (repeatable)")
     repack.add_argument("--min-bloat-ratio", type=float, default=0.2, help="estimated bloat / heap, to be chosen")
