@@ -283,7 +283,7 @@ def create_app(
                 public_port=settings.port,
             ),
             Middleware(server_span_middleware, provider=provider),
-            Middleware(RequestContextMiddleware),
+            Middleware(RequestContextMiddleware, continue_traceparent=provider is None),
             # Browser apps on other origins: reads from anywhere by default, never with credentials (writes use a
             # bearer token in a header, which CORS allows explicitly).
             Middleware(
@@ -305,8 +305,9 @@ def create_app(
             ),
             *(
                 # Above the threshold only: below about one packet, compressing saves no round trip and costs CPU.
-                # Level 4: half the CPU of level 6 for about 4 % more bytes (docs/performance.md, compression).
-                [Middleware(GZipMiddleware, minimum_size=settings.compress_min_bytes, compresslevel=4)]
+                # Level 1: on a search response 4 % more bytes than level 4 for about half its CPU, and a cached
+                # response is compressed again on every hit (docs/performance.md, compression).
+                [Middleware(GZipMiddleware, minimum_size=settings.compress_min_bytes, compresslevel=1)]
                 if settings.compress_min_bytes
                 else []
             ),

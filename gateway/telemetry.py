@@ -24,8 +24,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.propagate import extract
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
@@ -109,13 +111,19 @@ def server_span_middleware(app: ASGIApp, *, provider: trace.TracerProvider | Non
     The stable HTTP conventions are asked for (``OTEL_SEMCONV_STABILITY_OPT_IN=http`` unless the operator set
     the variable), the per-message ``receive``/``send`` spans are left out (two spans per request that say
     nothing the server span does not), and its HTTP metrics go nowhere: Prometheus has ours.
+
+    With no tracer provider (tracing off) there would be no span to record, only the instrumentation's work on
+    every request (about 0.15 F, docs/performance.md): it is left out, and :class:`RequestContextMiddleware`
+    continues the client's ``traceparent`` itself.
     """
+    if provider is None:
+        return app
     os.environ.setdefault("OTEL_SEMCONV_STABILITY_OPT_IN", "http")
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
 
     middleware: ASGIApp = OpenTelemetryMiddleware(
         app,
-        tracer_provider=provider or trace.NoOpTracerProvider(),
+        tracer_provider=provider,
         meter_provider=NoOpMeterProvider(),
         exclude_spans=["receive", "send"],
     )
@@ -131,8 +139,11 @@ class RequestContextMiddleware:
     The request id is the client's ``x-request-id`` when it sends a tame one, and is echoed in the response.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, continue_traceparent: bool = False) -> None:
         self.app = app
+        #: True when no server span does it (tracing off): the client's trace context is made current here, so
+        #: trace ids and the SQL comments' traceparent still follow the client's trace.
+        self.continue_traceparent = continue_traceparent
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -140,6 +151,9 @@ class RequestContextMiddleware:
             return
         started = scope["gateway.started"] = time.perf_counter()
         headers = Headers(scope=scope)
+        attached = None
+        if self.continue_traceparent and "traceparent" in headers:
+            attached = otel_context.attach(extract({k: v for k, v in headers.items()}))
         span = trace.get_current_span()
         ctx = span.get_span_context()
         trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else _fallback_trace_id(headers)
@@ -167,6 +181,8 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_ids)
         finally:
+            if attached is not None:
+                otel_context.detach(attached)
             if access_log.isEnabledFor(logging.INFO):
                 client = scope.get("client")
                 access_log.info(

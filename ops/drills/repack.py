@@ -160,6 +160,7 @@ def run_repack_drill(
     reports: Path | None = DEFAULT_REPORTS,
     name: str = "repack",
     gateway_log: Path | None = None,
+    reserve_percent: float = 10.0,
 ) -> dict[str, Any]:
     """Bloat a partition, repack it under search load, and report what the readers saw (see the module doc)."""
     dsn = stack.primary_admin_dsn(layout)
@@ -174,7 +175,9 @@ def run_repack_drill(
     def repack_call() -> dict[str, Any]:
         started = time.monotonic()
         # The thresholds are off: the drill repacks the partition it bloated, whatever the estimate says.
-        status, outcomes = repack.run(dsn, names=[target], min_bloat_ratio=0.0, min_bloat_mb=0.0, out=out)
+        status, outcomes = repack.run(
+            dsn, names=[target], min_bloat_ratio=0.0, min_bloat_mb=0.0, reserve_percent=reserve_percent, out=out
+        )
         return {"status": status, "seconds": round(time.monotonic() - started, 2),
                 "outcomes": [o.__dict__ for o in outcomes]}
 
@@ -231,13 +234,14 @@ def main(rest: list[str]) -> int:
     parser.add_argument("--pages", type=int, default=20_000, help="corpus to load when the database is empty")
     parser.add_argument("--reports", default=str(DEFAULT_REPORTS), help="where the JSON goes")
     parser.add_argument("--name", default="repack", help="stem of the report file")
+    parser.add_argument("--reserve-percent", type=float, default=10.0, help="as python -m ops repack's")
     args = parser.parse_args(rest)
     if not 1 <= args.clients <= 200 or not 1 <= args.rounds <= 10:
         raise DrillError("--clients between 1 and 200, --rounds between 1 and 10")
     layout = stack.up(Path(args.dir), replicas=2, base_port=args.base_port)
     report = run_repack_drill(
         layout, clients=args.clients, partition=args.partition, rounds=args.rounds, pages=args.pages,
-        reports=Path(args.reports), name=args.name,
+        reports=Path(args.reports), name=args.name, reserve_percent=args.reserve_percent,
     )
     print(json.dumps({k: report[k] for k in ("partition", "reads", "reads_during_repack", "targets")}, indent=2))
     with contextlib.suppress(KeyError):
