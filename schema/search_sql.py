@@ -44,6 +44,8 @@ RELEVANCE_WINDOW = 10_000
 RELEVANCE_MIN_CANDIDATES = 200
 RELEVANCE_CANDIDATES = 1000
 COUNT_CAP = 10_000
+#: Pages sampled to estimate a count past COUNT_CAP (docs/search.md, "Counts").
+ESTIMATE_SAMPLE = 5000
 
 TSQ = sql.SQL("websearch_to_tsquery('public.civic'::regconfig, %(q)s)")
 HEADLINE_OPTIONS = (
@@ -103,6 +105,9 @@ class SearchSpec:
     date_to: dt.date | None = None
     document_type: str | None = None
     meeting_name: str | None = None
+    #: Words quoted on their own ("budgets"): pages must hold that very form, not only its stem. Derived from
+    #: ``query`` (see schema.search.exact_forms), so not part of the binding.
+    exact: tuple[str, ...] = ()
 
     def binding(self) -> list[Any]:
         return [
@@ -205,7 +210,26 @@ def params(spec: SearchSpec) -> dict[str, Any]:
         p["doctype"] = spec.document_type
     if spec.meeting_name is not None:
         p["mname"] = spec.meeting_name
+    if spec.exact:
+        p["exact"] = list(spec.exact)
     return p
+
+
+def _match(spec: SearchSpec, alias: str) -> sql.Composable:
+    """The full-text predicate on ``alias``: the stemmed tsquery, and each exact word form asked for.
+
+    An exact form is checked on the page's text, unaccented and lower-cased like the vectors, with regex word
+    boundaries: the index finds the pages holding the stem, and only those are read. The words are letters and
+    digits only (schema.search), so they are no regex syntax.
+    """
+    a = sql.Identifier(alias)
+    match = sql.SQL("{a}.search_vector @@ {tsq}").format(a=a, tsq=TSQ)
+    if not spec.exact:
+        return match
+    return sql.SQL(
+        "{m} AND lower(public.unaccent({a}.text)) ~ ALL "
+        "(ARRAY(SELECT '\\m' || lower(public.unaccent(w)) || '\\M' FROM unnest(%(exact)s::text[]) w))"
+    ).format(m=match, a=a)
 
 
 def _date_keyset(alias: str, op: str) -> sql.Composable:
@@ -233,7 +257,7 @@ def _picked_ctes(
     if keyset:
         walk_where.append(_date_keyset("p", op))
     outer = _filters(spec, "w", walk=False)
-    fallback = [sql.SQL("p.search_vector @@ {}").format(TSQ), *_filters(spec, "p", walk=None)]
+    fallback = [_match(spec, "p"), *_filters(spec, "p", walk=None)]
     if keyset:
         fallback.append(_date_keyset("p", op))
     return sql.SQL(
@@ -243,12 +267,12 @@ def _picked_ctes(
             -- target-th match instead of checking the whole window first.
             SELECT w.id, w.meeting_date
               FROM (SELECT p.id, p.meeting_date, p.municipality_id, p.document_type, p.document_id,
-                           p.search_vector
+                           p.search_vector, p.text
                       FROM public.meeting_page p
                      WHERE {walk_where}
                      ORDER BY p.meeting_date {dir}, p.id {dir}
                      LIMIT {window}) w
-             WHERE w.search_vector @@ {tsq} AND {outer}
+             WHERE {wmatch} AND {outer}
              ORDER BY w.meeting_date {dir}, w.id {dir}
              LIMIT {target}
         ),
@@ -286,7 +310,7 @@ def _picked_ctes(
         first_end=sql.SQL("max" if desc else "min"),
         last_end=sql.SQL("min" if desc else "max"),
         step=sql.Literal(-1 if desc else 1),
-        tsq=TSQ,
+        wmatch=_match(spec, "w"),
         walk_where=_and(walk_where),
         dir=direction,
         window=sql.Literal(window),
@@ -313,6 +337,7 @@ def _shape(spec: SearchSpec) -> SearchSpec:
         date_to=None if spec.date_to is None else dt.date.min,
         document_type=None if spec.document_type is None else "",
         meeting_name=None if spec.meeting_name is None else "",
+        exact=("",) if spec.exact else (),  # one array parameter, whatever the number of words
     )
 
 
@@ -359,6 +384,7 @@ def relevance_page(
             dt.date.fromisoformat(str(cursor[1])),
             str(cursor[2]),
         )
+        p["k_pos"] = int(cursor[3]) if len(cursor) > 3 else 0
     return _text("relevance", _shape(spec), forward, size, cursor is not None, extras), p
 
 
@@ -370,7 +396,7 @@ def count_query(spec: SearchSpec) -> tuple[sql.Composed, dict[str, Any]]:
 
 def estimate_query(spec: SearchSpec) -> tuple[sql.Composed, dict[str, Any]]:
     """The planner's estimate of the number of matches (see :func:`_estimate_query`)."""
-    return _text("estimate", _shape(spec), True, 0, False), params(spec)
+    return _text("estimate", _shape(spec), True, 0, False), {**params(spec), "sample": ESTIMATE_SAMPLE}
 
 
 def _date_page(
@@ -389,7 +415,7 @@ def _date_page(
         has_other: sql.Composable = sql.SQL("false")
     else:
         other_op = ">=" if desc else "<="
-        all_filters = _and([sql.SQL("p.search_vector @@ {}").format(TSQ), *_filters(spec, "p", walk=None)])
+        all_filters = _and([_match(spec, "p"), *_filters(spec, "p", walk=None)])
         has_other = sql.SQL(
             """CASE WHEN EXISTS (SELECT 1 FROM public.meeting_page p
                                   WHERE p.id = %(k_id)s AND p.meeting_date = %(k_date)s::date AND {f})
@@ -429,61 +455,82 @@ def _date_page(
 def _relevance_page(
     spec: SearchSpec, *, forward: bool, size: int, cursor: list[Any] | None, extras: Extras = frozenset()
 ) -> tuple[sql.Composed, dict[str, Any]]:
-    """One RELEVANCE page over the bounded candidate set, keyset on (rank, meeting_date, id)."""
+    """One RELEVANCE page over every match: the RUM index returns the matches by ``search_vector <=> query``.
+
+    The documented score is ``ts_rank(search_vector, query)``; RUM's ``<=>`` is exactly its reciprocal (the
+    "distance"), computed inside the index from the positions it stores, so the order is the score's order over
+    the whole corpus, not over a candidate set. Result order: distance ascending (best first), then newest,
+    then id, all descending on ties. The row's ``rank`` column carries the distance, which is what cursors hold.
+
+    The index can only walk distances upwards, so a forward page skips the rows before its cursor (``key`` is
+    ``[distance, date, id, position]``) and a backward page takes the first ``position`` rows and keeps the last
+    ``size + 1`` of them: both cost what the rows before them cost, like OFFSET, but stay exact when rows come
+    and go because the keyset predicate decides, not the count.
+    """
     p = params(spec)
-    desc = forward
-    keyset: sql.Composable = sql.SQL("true")
+    dist = sql.SQL("(p.search_vector <=> {tsq})").format(tsq=TSQ)
+    where = [_match(spec, "p"), *_filters(spec, "p", walk=None)]
+    best_first = sql.SQL("p.search_vector <=> {tsq}, p.meeting_date DESC, p.id DESC").format(tsq=TSQ)
     has_other: sql.Composable = sql.SQL("false")
+    window: sql.Composable = sql.SQL("")
     if cursor is not None:
         p["k_rank"], p["k_date"], p["k_id"] = (
             float(cursor[0]),
             dt.date.fromisoformat(str(cursor[1])),
             str(cursor[2]),
         )
-        op, other = ("<", ">=") if desc else (">", "<=")
-        keyset = sql.SQL(
-            "(c.rank, c.meeting_date, c.id) {} (%(k_rank)s::real, %(k_date)s::date, %(k_id)s::text)"
-        ).format(sql.SQL(op))
-        has_other = sql.SQL(
-            "EXISTS (SELECT 1 FROM ranked c WHERE (c.rank, c.meeting_date, c.id) {} "
-            "(%(k_rank)s::real, %(k_date)s::date, %(k_id)s::text))"
-        ).format(sql.SQL(other))
-    direction = sql.SQL("DESC" if desc else "ASC")
+        p["k_pos"] = int(cursor[3]) if len(cursor) > 3 else 0
+        after = sql.SQL(
+            "({d} > %(k_rank)s::real OR ({d} = %(k_rank)s::real "
+            "AND (p.meeting_date, p.id) < (%(k_date)s::date, %(k_id)s::text)))"
+        ).format(d=dist)
+        before = sql.SQL(
+            "({d} < %(k_rank)s::real OR ({d} = %(k_rank)s::real "
+            "AND (p.meeting_date, p.id) > (%(k_date)s::date, %(k_id)s::text)))"
+        ).format(d=dist)
+        match_all = _and([_match(spec, "p"), *_filters(spec, "p", walk=None)])
+        # Usually the cursor's own row still matches: one index lookup says a row lies on the other side.
+        cursor_row = sql.SQL(
+            "EXISTS (SELECT 1 FROM public.meeting_page p WHERE p.id = %(k_id)s AND p.meeting_date = %(k_date)s::date "
+            "AND {f})"
+        ).format(f=match_all)
+        if forward:
+            where.append(after)
+            has_other = sql.SQL(
+                "CASE WHEN %(k_pos)s = 0 THEN false WHEN {row} THEN true ELSE EXISTS "
+                "(SELECT 1 FROM (SELECT p.id, p.meeting_date, {d} AS d FROM public.meeting_page p WHERE {f} "
+                "ORDER BY {order} LIMIT 1) t WHERE t.d < %(k_rank)s::real OR (t.d = %(k_rank)s::real AND "
+                "(t.meeting_date, t.id) > (%(k_date)s::date, %(k_id)s::text))) END"
+            ).format(row=cursor_row, d=dist, f=match_all, order=best_first)
+        else:
+            where.append(before)
+            window = sql.SQL("LIMIT %(k_pos)s")
+            has_other = sql.SQL(
+                "CASE WHEN {row} THEN true ELSE EXISTS (SELECT 1 FROM public.meeting_page p WHERE {f} AND {after}) END"
+            ).format(row=cursor_row, f=match_all, after=after)
+    if forward:
+        picked = sql.SQL(
+            "SELECT p.id, p.meeting_date, {d} AS d FROM public.meeting_page p WHERE {w} ORDER BY {order} LIMIT {n}"
+        ).format(d=dist, w=_and(where), order=best_first, n=sql.Literal(size + 1))
+    else:
+        picked = sql.SQL(
+            "SELECT * FROM (SELECT p.id, p.meeting_date, {d} AS d FROM public.meeting_page p WHERE {w} "
+            "ORDER BY {order} {window}) b ORDER BY b.d DESC, b.meeting_date, b.id LIMIT {n}"
+        ).format(d=dist, w=_and(where), order=best_first, window=window, n=sql.Literal(size + 1))
     query = sql.SQL(
         """
-        WITH {ctes},
-        ranked AS MATERIALIZED (
-            SELECT k.id, k.meeting_date, ts_rank(p.search_vector, {tsq}, 1) AS rank
-              FROM picked k
-              JOIN public.meeting_page p ON p.id = k.id AND p.meeting_date = k.meeting_date AND {bounds}
-        ),
-        chosen AS (
-            SELECT c.* FROM ranked c WHERE {keyset}
-             ORDER BY c.rank {dir}, c.meeting_date {dir}, c.id {dir}
-             LIMIT {limit}
-        )
+        WITH chosen AS MATERIALIZED ({picked})
         SELECT r.*, o.has_other
           FROM (SELECT {has_other} AS has_other) o
           LEFT JOIN LATERAL (
-                SELECT {cols}, c.rank{extra_cols}
+                SELECT {cols}, c.d{extra_cols}
                   FROM chosen c
                   JOIN public.meeting_page p ON p.id = c.id AND p.meeting_date = c.meeting_date AND {bounds}
                   {extra_joins}
           ) r ON true
         """
     ).format(
-        ctes=_picked_ctes(
-            spec,
-            desc=True,
-            keyset=False,
-            window=RELEVANCE_WINDOW,
-            target=RELEVANCE_CANDIDATES,
-            accept=RELEVANCE_MIN_CANDIDATES,
-        ),
-        tsq=TSQ,
-        keyset=keyset,
-        dir=direction,
-        limit=sql.Literal(size + 1),
+        picked=picked,
         has_other=has_other,
         cols=PAGE_COLUMNS,
         **_extras(extras),
@@ -494,7 +541,7 @@ def _relevance_page(
 
 def _count_query(spec: SearchSpec) -> tuple[sql.Composed, dict[str, Any]]:
     """Exact count up to COUNT_CAP + 1; never a COUNT(*) over every match."""
-    where = _and([sql.SQL("p.search_vector @@ {}").format(TSQ), *_filters(spec, "p", walk=None)])
+    where = _and([_match(spec, "p"), *_filters(spec, "p", walk=None)])
     query = sql.SQL(
         "SELECT count(*) FROM (SELECT 1 FROM public.meeting_page p WHERE {} LIMIT %(cap)s) s"
     ).format(where)
@@ -502,11 +549,19 @@ def _count_query(spec: SearchSpec) -> tuple[sql.Composed, dict[str, Any]]:
 
 
 def _estimate_query(spec: SearchSpec) -> tuple[sql.Composed, dict[str, Any]]:
-    """The planner's estimate of the number of matches (EXPLAIN only, nothing is executed)."""
-    where = _and([sql.SQL("p.search_vector @@ {}").format(TSQ), *_filters(spec, "p", walk=None)])
-    return sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM public.meeting_page p WHERE {}").format(
-        where
-    ), params(spec)
+    """Matches among a block sample of about ``ESTIMATE_SAMPLE`` pages, and the sample's size.
+
+    ``TABLESAMPLE SYSTEM`` reads whole heap blocks picked at random, so it costs a few hundred block reads and
+    the match test of the rows in them, whatever the query; ``REPEATABLE`` makes the sample the same for every
+    request, so the same search always shows the same estimate. The percentage is computed from the planner's
+    row count of the table (``reltuples``), an InitPlan evaluated once.
+    """
+    where = _and([_match(spec, "p"), *_filters(spec, "p", walk=None)])
+    query = sql.SQL(
+        "SELECT count(*) FILTER (WHERE {}), count(*), public.civic_page_rows() "
+        "FROM public.meeting_page p TABLESAMPLE SYSTEM (public.civic_sample_percent(%(sample)s)) REPEATABLE (7)"
+    ).format(where)
+    return query, {**params(spec), "sample": ESTIMATE_SAMPLE}
 
 
 @functools.lru_cache(maxsize=1)
