@@ -4,19 +4,21 @@ Why the statement looks the way it does (figures in docs/performance.md):
 
 * **Newest/oldest first.** Walking the (meeting_date, id) index and checking each row against the tsquery is
   the cheapest plan when matches are common, and a disaster when they are rare (the planner walked the whole
-  table for a word that matched nothing, for seconds). So the walk is *bounded*: it looks at most
-  ``DATE_WINDOW`` rows past the cursor. If that finds a full page, the page is exact (the walk is in order).
-  If not, and the window was full, the same statement falls back to the GIN index, where the matches are few
-  and sort cheaply. The fallback sits behind a one-time filter, so it costs nothing when the walk sufficed.
-  It runs one year at a time, newest (or oldest) first, and stops as soon as the page is full: the GIN index
-  finds the pages holding every word of a phrase, and each must then be rechecked for the words' positions,
-  so a phrase of two common words (hundreds of thousands of candidates, a few hundred matches) would
-  otherwise recheck every candidate in the table before sorting.
-* **Relevance.** Ranking every match of a common word costs seconds at a million pages.
-  Ranking is therefore done over a bounded candidate set: the matches among the newest ``RELEVANCE_WINDOW``
-  pages when those hold at least ``RELEVANCE_MIN_CANDIDATES`` matches, else the newest
-  ``RELEVANCE_CANDIDATES`` matches taken from the GIN index. It is "the best matches among recent pages",
-  which is what people searching minutes ask for, at a bounded cost. Paging is keyset on (rank, date, id).
+  table for a word that matched nothing, for seconds). So the walk is taken only when every required word is
+  common (``public.civic_is_selective``: the column's statistics list it among the most frequent lexemes, and
+  the query is no phrase), and it is *bounded*: it looks at most ``DATE_WINDOW`` rows past the cursor. If that
+  finds a full page, the page is exact (the walk is in order). If not, or when the query is selective, the same
+  statement asks the full-text index, where the matches are few and sort cheaply. The fallback sits behind a
+  one-time filter, so it costs nothing when the walk sufficed. It runs one year at a time, newest (or oldest)
+  first, and stops as soon as the page is full. The RUM index stores positions, so a phrase is checked inside
+  the index instead of on every page holding its words.
+* **Relevance.** Every match is ranked, by the documented score ``ts_rank(search_vector, query)``: the RUM
+  index returns matches in the order of ``search_vector <=> query``, which is that score's reciprocal, so the
+  first page holds the best matches of the whole corpus (docs/search.md). Paging is keyset on (distance, date,
+  id), with the row's position in the cursor for backward pages.
+* **Stemming.** ``public.civic`` stems English words after unaccenting them, for pages and queries alike; a
+  word quoted on its own (``"budgets"``) is additionally required in that exact form, checked on the text.
+* **Counts.** Exact up to ``COUNT_CAP``; past it, an estimate from a fixed block sample, with its error.
 * Every filter reads columns copied onto ``meeting_page``. Town and state filters become an array of
   municipality ids computed once (an InitPlan); date filters are plain range predicates, so partitions are
   pruned at plan time.
@@ -40,9 +42,6 @@ from migrations.partitions import PAGE_COLUMNS as COLUMN_ORDER
 Order = Literal["NEWEST", "OLDEST", "RELEVANCE"]
 
 DATE_WINDOW = 2000
-RELEVANCE_WINDOW = 10_000
-RELEVANCE_MIN_CANDIDATES = 200
-RELEVANCE_CANDIDATES = 1000
 COUNT_CAP = 10_000
 #: Pages sampled to estimate a count past COUNT_CAP (docs/search.md, "Counts").
 ESTIMATE_SAMPLE = 5000
@@ -262,6 +261,11 @@ def _picked_ctes(
         fallback.append(_date_keyset("p", op))
     return sql.SQL(
         """
+        probe AS MATERIALIZED (
+            -- A rare word or a phrase: the walk would check its whole window for a handful of matches, so
+            -- the index is asked first (see civic_is_selective in migrations/sql/0005_stemming.sql).
+            SELECT public.civic_is_selective({tsq}) AS selective
+        ),
         hits AS MATERIALIZED (
             -- The filter stays above the LIMITed walk, so the window bound holds; the walk stops at the
             -- target-th match instead of checking the whole window first.
@@ -269,7 +273,7 @@ def _picked_ctes(
               FROM (SELECT p.id, p.meeting_date, p.municipality_id, p.document_type, p.document_id,
                            p.search_vector, p.text
                       FROM public.meeting_page p
-                     WHERE {walk_where}
+                     WHERE NOT (SELECT selective FROM probe) AND {walk_where}
                      ORDER BY p.meeting_date {dir}, p.id {dir}
                      LIMIT {window}) w
              WHERE {wmatch} AND {outer}
@@ -279,9 +283,10 @@ def _picked_ctes(
         state AS MATERIALIZED (
             -- Whether the walk ran off the end of the data is only asked when the page is short (InitPlans
             -- are evaluated lazily), and answered from the index alone.
-            SELECT (SELECT count(*) FROM hits) >= {accept}
+            SELECT NOT (SELECT selective FROM probe) AND (
+                   (SELECT count(*) FROM hits) >= {accept}
                 OR (SELECT count(*) FROM (SELECT 1 FROM public.meeting_page p WHERE {walk_where}
-                                           ORDER BY p.meeting_date {dir}, p.id {dir} LIMIT {window}) x) < {window}
+                                           ORDER BY p.meeting_date {dir}, p.id {dir} LIMIT {window}) x) < {window})
                    AS walked
         ),
         picked AS (
@@ -311,6 +316,7 @@ def _picked_ctes(
         last_end=sql.SQL("min" if desc else "max"),
         step=sql.Literal(-1 if desc else 1),
         wmatch=_match(spec, "w"),
+        tsq=TSQ,
         walk_where=_and(walk_where),
         dir=direction,
         window=sql.Literal(window),

@@ -178,3 +178,22 @@ def test_estimate_arithmetic() -> None:
     assert est.value == 100_000 and est.exact is False
     assert est.relative_error == pytest.approx(1.96 * (0.9 / 500) ** 0.5, abs=1e-3)
     assert estimate_count(5, 5000, 1_000_000).value == floor  # never below what the exact count proved
+
+
+@pytest.mark.parametrize(
+    ("query", "selective"),
+    [
+        ("council", False),  # common in the test corpus: the bounded date walk finds a page at once
+        ("zyzzyvaquux", True),  # in no statistics: the index is asked first
+        ('"liquor license"', True),  # a phrase: positions are checked in the index
+        ("council -zyzzyvaquux", False),  # an excluded word is not a required one
+        ("council or zyzzyvaquux", False),  # one common alternative makes the query common
+    ],
+)
+def test_rare_words_and_phrases_ask_the_index_first(
+    admin_conn: psycopg.Connection[Any], query: str, selective: bool
+) -> None:
+    row = admin_conn.execute(
+        "SELECT public.civic_is_selective(websearch_to_tsquery('public.civic', %s))", [query]
+    ).fetchone()
+    assert row == (selective,)

@@ -124,3 +124,22 @@ CREATE FUNCTION public.civic_page_rows() RETURNS double precision
 CREATE FUNCTION public.civic_sample_percent(target double precision) RETURNS double precision
     LANGUAGE sql STABLE PARALLEL SAFE
     RETURN least(100, 100 * target / greatest(1, public.civic_page_rows()));
+
+-- Whether a NEWEST/OLDEST search should ask the index first instead of walking the date index
+-- (schema/search_sql.py, _picked_ctes). The walk checks pages one by one and pays for every page that does not
+-- match, so it only suits queries whose every required word is common: a word missing from the column's
+-- most-common-elements statistics (ANALYZE keeps the ~1,000 most frequent lexemes) is rare, and a phrase is
+-- rarer than its words, whose positions the RUM index checks without reading pages. An alternative (|) keeps
+-- the walk: one common side makes the whole query common. Negated lexemes (!) are not required words.
+CREATE FUNCTION public.civic_is_selective(q tsquery) RETURNS boolean
+    LANGUAGE sql STABLE PARALLEL SAFE
+    RETURN strpos(q::text, '|') = 0 AND (
+        q::text ~ '<(-|[0-9]+)>'
+        OR EXISTS (
+            SELECT 1
+              FROM regexp_matches(q::text, '(!?)''((?:[^'']|'''')*)''', 'g') m
+             WHERE m[1] = ''
+               AND NOT replace(m[2], '''''', '''') = ANY (coalesce((
+                       SELECT s.most_common_elems::text::text[] FROM pg_catalog.pg_stats s
+                        WHERE s.schemaname = 'public' AND s.tablename = 'meeting_page' AND s.attname = 'search_vector'
+                        ORDER BY s.inherited DESC LIMIT 1), '{}'::text[]))));
