@@ -42,6 +42,10 @@ from migrations.partitions import PAGE_COLUMNS as COLUMN_ORDER
 Order = Literal["NEWEST", "OLDEST", "RELEVANCE"]
 
 DATE_WINDOW = 2000
+#: RELEVANCE: rows fetched by distance past the page, so that the tie group at its end is usually all in hand
+#: (a one-word query scores by its number of occurrences: thousands of pages tie). Fetching 5,000 more costs
+#: little beside the ranking of every match that RUM does first.
+TIE_MARGIN = 5000
 COUNT_CAP = 10_000
 #: Pages sampled to estimate a count past COUNT_CAP (docs/search.md, "Counts").
 ESTIMATE_SAMPLE = 5000
@@ -476,7 +480,6 @@ def _relevance_page(
     p = params(spec)
     dist = sql.SQL("(p.search_vector <=> {tsq})").format(tsq=TSQ)
     where = [_match(spec, "p"), *_filters(spec, "p", walk=None)]
-    best_first = sql.SQL("p.search_vector <=> {tsq}, p.meeting_date DESC, p.id DESC").format(tsq=TSQ)
     has_other: sql.Composable = sql.SQL("false")
     window: sql.Composable = sql.SQL("")
     if cursor is not None:
@@ -504,10 +507,9 @@ def _relevance_page(
             where.append(after)
             has_other = sql.SQL(
                 "CASE WHEN %(k_pos)s = 0 THEN false WHEN {row} THEN true ELSE EXISTS "
-                "(SELECT 1 FROM (SELECT p.id, p.meeting_date, {d} AS d FROM public.meeting_page p WHERE {f} "
-                "ORDER BY {order} LIMIT 1) t WHERE t.d < %(k_rank)s::real OR (t.d = %(k_rank)s::real AND "
-                "(t.meeting_date, t.id) > (%(k_date)s::date, %(k_id)s::text))) END"
-            ).format(row=cursor_row, d=dist, f=match_all, order=best_first)
+                "(SELECT 1 FROM (SELECT {d} AS d FROM public.meeting_page p WHERE {f} "
+                "ORDER BY p.search_vector <=> {tsq} LIMIT 1) t WHERE t.d <= %(k_rank)s::real) END"
+            ).format(row=cursor_row, d=dist, f=match_all, tsq=TSQ)
         else:
             where.append(before)
             window = sql.SQL("LIMIT %(k_pos)s")
@@ -515,14 +517,56 @@ def _relevance_page(
                 "CASE WHEN {row} THEN true ELSE EXISTS (SELECT 1 FROM public.meeting_page p WHERE {f} AND {after}) END"
             ).format(row=cursor_row, f=match_all, after=after)
     if forward:
+        # The index orders by distance only; ties are broken by date and id here. The first n + 100 rows by
+        # distance hold every row of the page unless the tie group at the page's last distance runs past them
+        # ("straddles"); then n + TIE_MARGIN rows are fetched, and if the group runs past those too, its best
+        # rows are fetched exactly, by date. Each later step runs only when needed (one-time filters), so a page
+        # whose ties fit costs one ranking and n + 100 row fetches.
+        n = size + 1
+
+        def edge(src: str, limit: int) -> sql.Composable:
+            return sql.SQL(
+                "SELECT e.d, (SELECT count(*) FROM {src}) = {limit} AND (SELECT max(t.d) FROM {src} t) = e.d "
+                "AS straddles FROM (SELECT (SELECT t.d FROM {src} t ORDER BY t.d, t.meeting_date DESC, t.id DESC "
+                "OFFSET {last} LIMIT 1) AS d) e"
+            ).format(src=sql.Identifier(src), limit=sql.Literal(limit), last=sql.Literal(n - 1))
+
         picked = sql.SQL(
-            "SELECT p.id, p.meeting_date, {d} AS d FROM public.meeting_page p WHERE {w} ORDER BY {order} LIMIT {n}"
-        ).format(d=dist, w=_and(where), order=best_first, n=sql.Literal(size + 1))
+            """
+            WITH near AS MATERIALIZED (
+                SELECT p.id, p.meeting_date, {d} AS d FROM public.meeting_page p WHERE {w}
+                 ORDER BY p.search_vector <=> {tsq} LIMIT {near}),
+            near_edge AS MATERIALIZED ({near_edge}),
+            far AS MATERIALIZED (
+                SELECT p.id, p.meeting_date, {d} AS d FROM public.meeting_page p
+                 WHERE coalesce((SELECT straddles FROM near_edge), false) AND {w}
+                 ORDER BY p.search_vector <=> {tsq} LIMIT {far}),
+            far_edge AS MATERIALIZED ({far_edge}),
+            ties AS MATERIALIZED (
+                SELECT p.id, p.meeting_date, {d} AS d FROM public.meeting_page p
+                 WHERE coalesce((SELECT straddles FROM far_edge), false) AND {w} AND {d} = (SELECT d FROM far_edge)
+                 ORDER BY p.meeting_date DESC, p.id DESC LIMIT {n})
+            SELECT u.* FROM (
+                SELECT t.* FROM near t WHERE NOT coalesce((SELECT straddles FROM near_edge), false)
+                UNION ALL
+                SELECT t.* FROM far t WHERE NOT coalesce((SELECT straddles FROM far_edge), false)
+                UNION ALL
+                SELECT t.* FROM far t WHERE (SELECT straddles FROM far_edge) AND t.d < (SELECT d FROM far_edge)
+                UNION ALL
+                SELECT x.* FROM ties x) u
+             ORDER BY u.d, u.meeting_date DESC, u.id DESC LIMIT {n}
+            """
+        ).format(
+            d=dist, w=_and(where), tsq=TSQ, near=sql.Literal(n + 100), far=sql.Literal(n + TIE_MARGIN),
+            near_edge=edge("near", n + 100), far_edge=edge("far", n + TIE_MARGIN), n=sql.Literal(n),
+        )
     else:
+        # Exactly the rows before the cursor satisfy the keyset predicate, and there are k_pos of them: the
+        # first k_pos by distance are all of them, whatever the ties.
         picked = sql.SQL(
             "SELECT * FROM (SELECT p.id, p.meeting_date, {d} AS d FROM public.meeting_page p WHERE {w} "
-            "ORDER BY {order} {window}) b ORDER BY b.d DESC, b.meeting_date, b.id LIMIT {n}"
-        ).format(d=dist, w=_and(where), order=best_first, window=window, n=sql.Literal(size + 1))
+            "ORDER BY p.search_vector <=> {tsq} {window}) b ORDER BY b.d DESC, b.meeting_date, b.id LIMIT {n}"
+        ).format(d=dist, w=_and(where), tsq=TSQ, window=window, n=sql.Literal(size + 1))
     query = sql.SQL(
         """
         WITH chosen AS MATERIALIZED ({picked})
