@@ -116,14 +116,18 @@ $$;
 -- Counts past 10,000 are estimated from a block sample of the pages (schema/search_sql.py, _estimate_query):
 -- the table's row count as the planner knows it, and the TABLESAMPLE SYSTEM percentage that reads about
 -- `target` rows.
+-- String bodies (not SQL-standard ones): they are resolved when called, so pg_dump/pg_restore of a partition
+-- (ops partitions archive) can create them before the table they read exists.
 CREATE FUNCTION public.civic_page_rows() RETURNS double precision
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN (SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)
-              FROM pg_class c JOIN pg_inherits i ON i.inhrelid = c.oid
-             WHERE i.inhparent = 'public.meeting_page'::regclass);
+    AS $$
+        SELECT coalesce(sum(greatest(c.reltuples, 0)), 0)
+          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_inherits i ON i.inhrelid = c.oid
+         WHERE i.inhparent = to_regclass('public.meeting_page')
+    $$;
 CREATE FUNCTION public.civic_sample_percent(target double precision) RETURNS double precision
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN least(100, 100 * target / greatest(1, public.civic_page_rows()));
+    AS $$ SELECT least(100, 100 * target / greatest(1, public.civic_page_rows())) $$;
 
 -- Whether a NEWEST/OLDEST search should ask the index first instead of walking the date index
 -- (schema/search_sql.py, _picked_ctes). The walk checks pages one by one and pays for every page that does not
@@ -133,7 +137,8 @@ CREATE FUNCTION public.civic_sample_percent(target double precision) RETURNS dou
 -- the walk: one common side makes the whole query common. Negated lexemes (!) are not required words.
 CREATE FUNCTION public.civic_is_selective(q tsquery) RETURNS boolean
     LANGUAGE sql STABLE PARALLEL SAFE
-    RETURN strpos(q::text, '|') = 0 AND (
+    AS $$
+    SELECT strpos(q::text, '|') = 0 AND (
         q::text ~ '<(-|[0-9]+)>'
         OR EXISTS (
             SELECT 1
@@ -142,4 +147,5 @@ CREATE FUNCTION public.civic_is_selective(q tsquery) RETURNS boolean
                AND NOT replace(m[2], '''''', '''') = ANY (coalesce((
                        SELECT s.most_common_elems::text::text[] FROM pg_catalog.pg_stats s
                         WHERE s.schemaname = 'public' AND s.tablename = 'meeting_page' AND s.attname = 'search_vector'
-                        ORDER BY s.inherited DESC LIMIT 1), '{}'::text[]))));
+                        ORDER BY s.inherited DESC LIMIT 1), '{}'::text[]))))
+    $$;
