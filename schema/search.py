@@ -91,8 +91,9 @@ class SearchEdge:
     cursor: str = strawberry.field(description="Opaque cursor of this result, bound to its search.")
     node: MeetingPage = strawberry.field(description="The matching page.")
     rank: float | None = strawberry.field(
-        description="Full-text rank, ts_rank(search_vector, query): higher is better; set when orderBy is "
-        "RELEVANCE, whose results are in this order over every match (docs/search.md)."
+        description="Full-text rank, 1 / (search_vector <=> query) (ts_rank for one word or words joined by or): "
+        "higher is better; set when orderBy is RELEVANCE, whose results are in this order over every match "
+        "(docs/search.md)."
     )
 
     # Filled in by the search resolver, in one batch per page, only when the client selected it: a plain value,
@@ -335,7 +336,8 @@ def _first_position(cursor: list[Any] | None, forward: bool, count: int) -> int:
 
 
 def _score(distance: float | None) -> float | None:
-    """``ts_rank(search_vector, query)``, the documented score, from RUM's distance (its reciprocal)."""
+    """The rank shown: the reciprocal of RUM's distance, the documented score (equal to ``ts_rank`` for one word
+    or an ``or`` of words)."""
     if distance is None or distance <= 0 or math.isinf(distance):
         return None
     return 1.0 / distance

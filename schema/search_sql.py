@@ -12,9 +12,9 @@ Why the statement looks the way it does (figures in docs/performance.md):
   one-time filter, so it costs nothing when the walk sufficed. It runs one year at a time, newest (or oldest)
   first, and stops as soon as the page is full. The RUM index stores positions, so a phrase is checked inside
   the index instead of on every page holding its words.
-* **Relevance.** Every match is ranked, by the documented score ``ts_rank(search_vector, query)``: the RUM
-  index returns matches in the order of ``search_vector <=> query``, which is that score's reciprocal, so the
-  first page holds the best matches of the whole corpus (docs/search.md). Paging is keyset on (distance, date,
+* **Relevance.** Every match is ranked, by the documented score ``search_vector <=> query`` (RUM's distance,
+  lower is better; for one word or an ``or`` of words it is exactly ``1 / ts_rank``): the RUM index returns
+  matches in that order, so the first page holds the best matches of the whole corpus (docs/search.md). Paging is keyset on (distance, date,
   id), with the row's position in the cursor for backward pages.
 * **Stemming.** ``public.civic`` stems English words after unaccenting them, for pages and queries alike; a
   word quoted on its own (``"budgets"``) is additionally required in that exact form, checked on the text.
@@ -42,6 +42,8 @@ from migrations.partitions import PAGE_COLUMNS as COLUMN_ORDER
 Order = Literal["NEWEST", "OLDEST", "RELEVANCE"]
 
 DATE_WINDOW = 2000
+#: NEWEST/OLDEST: below this many matches the index's matches are fetched at once and sorted.
+FEW_MATCHES = 500
 #: RELEVANCE: rows fetched by distance past the page, so that the tie group at its end is usually all in hand
 #: (a one-word query scores by its number of occurrences: thousands of pages tie). Fetching 5,000 more costs
 #: little beside the ranking of every match that RUM does first.
@@ -261,14 +263,21 @@ def _picked_ctes(
         walk_where.append(_date_keyset("p", op))
     outer = _filters(spec, "w", walk=False)
     fallback = [_match(spec, "p"), *_filters(spec, "p", walk=None)]
+    # The same predicates for the "few matches" probe, with the keyset on an expression: an index range on
+    # meeting_date would be ANDed with the full-text bitmap, and reading a year of the date index costs more
+    # than the handful of matches.
+    few_where = [_match(spec, "p"), *_filters(spec, "p", walk=None)]
     if keyset:
         fallback.append(_date_keyset("p", op))
+        few_where.append(
+            sql.SQL("(p.meeting_date + 0, p.id) {op} (%(k_date)s::date, %(k_id)s::text)").format(op=sql.SQL(op))
+        )
     return sql.SQL(
         """
         probe AS MATERIALIZED (
             -- A rare word or a phrase: the walk would check its whole window for a handful of matches, so
             -- the index is asked first (see civic_is_selective in migrations/sql/0005_stemming.sql).
-            SELECT public.civic_is_selective({tsq}) AS selective
+            SELECT public.civic_is_selective({tsq}) AS selective, {tsq}::text ~ '<(-|[0-9]+)>' AS phrase
         ),
         hits AS MATERIALIZED (
             -- The filter stays above the LIMITed walk, so the window bound holds; the walk stops at the
@@ -293,8 +302,21 @@ def _picked_ctes(
                                            ORDER BY p.meeting_date {dir}, p.id {dir} LIMIT {window}) x) < {window})
                    AS walked
         ),
+        few AS MATERIALIZED (
+            -- When the index holds fewer than FEW_MATCHES matches (a rare word, or one that matches nothing),
+            -- they are all fetched at once and sorted: cheaper than a probe of every year. Not for phrases: a
+            -- bitmap of the pages holding both words would be rechecked page by page; the yearly index scans
+            -- below stop at the first full page instead.
+            SELECT p.id, p.meeting_date FROM public.meeting_page p
+             WHERE NOT (SELECT walked FROM state) AND NOT (SELECT phrase FROM probe) AND {few_where}
+             LIMIT {few_cap}
+        ),
         picked AS (
             SELECT h.id, h.meeting_date FROM hits h WHERE (SELECT walked FROM state)
+            UNION ALL
+            (SELECT c.id, c.meeting_date FROM few c WHERE (SELECT count(*) FROM few) < {few_cap}
+                AND NOT (SELECT phrase FROM probe)
+              ORDER BY c.meeting_date {dir}, c.id {dir} LIMIT {target})
             UNION ALL
             (SELECT f.id, f.meeting_date
                FROM generate_series(
@@ -306,7 +328,9 @@ def _picked_ctes(
               CROSS JOIN LATERAL (
                     SELECT p.id, p.meeting_date
                       FROM public.meeting_page p
-                     WHERE NOT (SELECT walked FROM state) AND {fallback}
+                     WHERE NOT (SELECT walked FROM state)
+                       AND ((SELECT phrase FROM probe) OR (SELECT count(*) FROM few) >= {few_cap})
+                       AND {fallback}
                        AND p.meeting_date >= make_date(y.year, 1, 1)
                        AND p.meeting_date < make_date(y.year + 1, 1, 1)
                      ORDER BY p.meeting_date + 0 {dir}, p.id {dir}
@@ -328,6 +352,8 @@ def _picked_ctes(
         target=sql.Literal(target),
         accept=sql.Literal(accept),
         fallback=_and(fallback),
+        few_where=_and(few_where),
+        few_cap=sql.Literal(FEW_MATCHES),
     )
 
 
@@ -467,9 +493,8 @@ def _relevance_page(
 ) -> tuple[sql.Composed, dict[str, Any]]:
     """One RELEVANCE page over every match: the RUM index returns the matches by ``search_vector <=> query``.
 
-    The documented score is ``ts_rank(search_vector, query)``; RUM's ``<=>`` is exactly its reciprocal (the
-    "distance"), computed inside the index from the positions it stores, so the order is the score's order over
-    the whole corpus, not over a candidate set. Result order: distance ascending (best first), then newest,
+    That distance is the documented score (lower is better), computed inside the index from the positions it
+    stores, so the order is the score's order over the whole corpus, not over a candidate set. Result order: distance ascending (best first), then newest,
     then id, all descending on ties. The row's ``rank`` column carries the distance, which is what cursors hold.
 
     The index can only walk distances upwards, so a forward page skips the rows before its cursor (``key`` is

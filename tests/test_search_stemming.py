@@ -132,11 +132,12 @@ def test_phrase_needs_adjacent_words_in_order(crafted: None, client: httpx.Clien
 def test_relevance_is_the_documented_score_over_every_match(
     crafted: None, client: httpx.Client, admin_conn: psycopg.Connection[Any]
 ) -> None:
+    # The documented score, computed row by row over every match: RUM's distance, lower is better.
     exact = [
         r[0]
         for r in admin_conn.execute(
             "SELECT id FROM meeting_page WHERE search_vector @@ websearch_to_tsquery('public.civic', 'gryphonix') "
-            "ORDER BY ts_rank(search_vector, websearch_to_tsquery('public.civic', 'gryphonix')) DESC, "
+            "ORDER BY search_vector <=> websearch_to_tsquery('public.civic', 'gryphonix'), "
             "meeting_date DESC, id DESC"
         ).fetchall()
     ]
@@ -150,7 +151,7 @@ def test_relevance_is_the_documented_score_over_every_match(
         "SELECT ts_rank(search_vector, websearch_to_tsquery('public.civic', 'gryphonix')) FROM meeting_page "
         "WHERE id = 'rk-00'"
     ).fetchone()
-    assert scores is not None and ranks[0] == pytest.approx(scores[0], rel=1e-5)
+    assert scores is not None and ranks[0] == pytest.approx(scores[0], rel=1e-5)  # one word: rank is ts_rank
     body = gql(client, SEARCH, {"q": "gryphonix", "order": "RELEVANCE", "first": 25,
                                 "after": first["pageInfo"]["endCursor"]})
     rest = body["data"]["search"]
