@@ -7,7 +7,8 @@ need=()
 have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 # chromium + chromium-driver: the browser tests drive Debian's headless Chromium (and refresh the screenshots).
 # postgresql-15-repack: pg_repack for online bloat repair (python -m ops repack), its extension on every node.
-for pkg in postgresql postgresql-contrib postgresql-15-repack pgbouncer redis-server patroni etcd-server etcd-client docker-compose prometheus \
+# postgresql-15-rum: the RUM index that ranks RELEVANCE searches inside the index (docs/search.md).
+for pkg in postgresql postgresql-contrib postgresql-15-repack postgresql-15-rum pgbouncer redis-server patroni etcd-server etcd-client docker-compose prometheus \
     chromium chromium-driver \
     ${EXTRA_APT_PACKAGES:-}; do
   have_pkg "$pkg" || need+=("$pkg")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
+import math
 import re
 from collections.abc import Awaitable
 from typing import Any
@@ -36,6 +36,22 @@ MAX_FILTER_VALUES = 100
 #: Only the first pages of a search are cached: deeper pages are rare and would only evict hot ones.
 CACHED_PAGES = 3
 _STATE_RE = re.compile(r"^[A-Za-z]{2}$")
+# A word in double quotes on its own, not excluded with "-": that exact form is asked for (docs/search.md).
+_EXACT_RE = re.compile(r'(?<![\w-])"\s*([^\W_]+)\s*"')
+_OR_RE = re.compile(r"(?i)(?<![\w\"])or(?![\w\"])")
+MAX_EXACT_FORMS = 8
+
+
+def exact_forms(query: str) -> tuple[str, ...]:
+    """The words of ``query`` asked for in their exact form: a single word in double quotes, e.g. ``"budgets"``.
+
+    Unquoted words and phrases match every form with the same English stem. In a query with ``or`` the
+    quotes only group (an exact form cannot be required of one side of an alternative), so none is returned.
+    """
+    if _OR_RE.search(query):
+        return ()
+    found = sorted({m.group(1).lower() for m in _EXACT_RE.finditer(query)})
+    return tuple(found[:MAX_EXACT_FORMS])
 
 
 @strawberry.input(description="Narrows a search. Every filter reads columns stored on the page itself.")
@@ -63,6 +79,11 @@ class SearchFilter:
 class ResultCount:
     value: int = strawberry.field(description="The count, or a lower bound or estimate when not exact.")
     exact: bool = strawberry.field(description="False when value is a lower bound or an estimate.")
+    relative_error: float | None = strawberry.field(
+        default=None,
+        description="When not exact: half the width of the estimate's 95 % confidence interval, as a share of "
+        "value (0.1 means the count is within ±10 % of value, 19 times in 20). Null when exact.",
+    )
 
 
 @strawberry.type(description="One search result.")
@@ -71,7 +92,11 @@ class SearchEdge:
     query: strawberry.Private[str]
     cursor: str = strawberry.field(description="Opaque cursor of this result, bound to its search.")
     node: MeetingPage = strawberry.field(description="The matching page.")
-    rank: float | None = strawberry.field(description="Full-text rank; set when orderBy is RELEVANCE.")
+    rank: float | None = strawberry.field(
+        description="Full-text rank, 1 / (search_vector <=> query) (ts_rank for one word or words joined by or): "
+        "higher is better; set when orderBy is RELEVANCE, whose results are in this order over every match "
+        "(docs/search.md)."
+    )
 
     # Filled in by the search resolver, in one batch per page, only when the client selected it: a plain value,
     # so the field resolves without a coroutine.
@@ -105,14 +130,27 @@ class SearchConnection:
         if value <= search_sql.COUNT_CAP:
             return ResultCount(value=value, exact=True)
         query, params = search_sql.estimate_query(self.spec)
-        plan = await fetch_all(ctx, "search_estimate", query, params)
-        estimate = _plan_rows(plan[0][0])
-        return ResultCount(value=max(search_sql.COUNT_CAP, estimate), exact=False)
+        sample = await fetch_all(ctx, "search_estimate", query, params)
+        return estimate_count(int(sample[0][0]), int(sample[0][1]), float(sample[0][2] or 0))
 
 
-def _plan_rows(plan: Any) -> int:
-    doc = json.loads(plan) if isinstance(plan, str) else plan
-    return int(doc[0]["Plan"]["Plan Rows"])
+def estimate_count(hits: int, sampled: int, table_rows: float) -> ResultCount:
+    """The count past COUNT_CAP from ``hits`` matches among ``sampled`` pages of ``table_rows``.
+
+    The share of matches in the sample, scaled to the table, with the normal approximation of the binomial
+    interval (1.96 standard errors) as the stated error. The exact count is known to exceed COUNT_CAP, so the
+    value never goes below COUNT_CAP + 1; when the sample is too small to say more, value is that lower bound
+    and the error is unknown (null).
+    """
+    floor = search_sql.COUNT_CAP + 1
+    if hits == 0 or sampled == 0 or table_rows <= 0:
+        return ResultCount(value=floor, exact=False)
+    share = hits / sampled
+    value = round(share * table_rows)
+    error = 1.96 * math.sqrt((1 - share) / hits)
+    if value < floor:
+        return ResultCount(value=floor, exact=False)
+    return ResultCount(value=value, exact=False, relative_error=round(error, 3))
 
 
 def _check_text(value: str, what: str, *, limit: int) -> str:
@@ -170,6 +208,7 @@ def build_spec(query: str, search_filter: SearchFilter | None, order: SearchOrde
         date_to=f.date_to,
         document_type=str(f.document_type.value) if f.document_type else None,
         meeting_name=meeting_name,
+        exact=exact_forms(text),
     )
 
 
@@ -216,24 +255,28 @@ async def run_search(
         raw, _ = await compute()
     has_other = bool(raw[0][-1]) if raw else False
     pairs = [(_page_row(r), r) for r in raw if r[0] is not None]
-    if spec.order == "RELEVANCE":
-        pairs.sort(key=lambda pr: (pr[0].rank or 0.0, pr[0].meeting_date, pr[0].id), reverse=req.forward)
+    relevance = spec.order == "RELEVANCE"
+    if relevance:
+        # The rank column holds RUM's distance (lower is better): best first, then newest, then id.
+        pairs.sort(key=lambda pr: (-(pr[0].rank or 0.0), pr[0].meeting_date, pr[0].id), reverse=req.forward)
     pairs, has_more = trim_page(pairs, req)
     rows = [pr[0] for pr in pairs]
     loaders.prime_pages(ctx, rows)
+    # Relevance cursors also carry the row's position among the results (see search_sql._relevance_page).
+    first_pos = _first_position(cursor, req.forward, len(rows)) if relevance else 0
     edges = [
         SearchEdge(
             key=(r.meeting_date, r.id),
             query=spec.query,
             cursor=ctx.codec.encode(
                 bound,
-                r.relevance_key() if spec.order == "RELEVANCE" else r.date_key(),
+                [*r.relevance_key(), first_pos + i] if relevance else r.date_key(),
                 page=(req.page or 0) if req.forward else CACHED_PAGES,  # a backward page's depth is unknown
             ),
             node=MeetingPage.from_row(r),
-            rank=r.rank,
+            rank=_score(r.rank) if relevance else None,
         )
-        for r in rows
+        for i, r in enumerate(rows)
     ]
     _attach_extras(ctx, edges, [pr[1] for pr in pairs], extras)
     return SearchConnection(
@@ -295,6 +338,22 @@ def _attach_extras(ctx: Context, edges: list[SearchEdge], raws: list[list[Any]],
                 doc.prefetched_municipality = town
 
 
+def _first_position(cursor: list[Any] | None, forward: bool, count: int) -> int:
+    """The 0-based position among all results of a relevance page's first row."""
+    if cursor is None:
+        return 0
+    at = int(cursor[3])
+    return at + 1 if forward else max(0, at - count)
+
+
+def _score(distance: float | None) -> float | None:
+    """The rank shown: the reciprocal of RUM's distance, the documented score (equal to ``ts_rank`` for one word
+    or an ``or`` of words)."""
+    if distance is None or distance <= 0 or math.isinf(distance):
+        return None
+    return 1.0 / distance
+
+
 def _jsonable(row: tuple[Any, ...]) -> list[Any]:
     """A result row as JSON values (the cache stores JSON, never pickle)."""
     return [v.isoformat() if isinstance(v, dt.date) else v for v in row]
@@ -313,7 +372,7 @@ def _check_cursor_key(key: list[Any], *, relevance: bool) -> None:
             float(key[0])
             dt.date.fromisoformat(str(key[1]))
             str(key[2])
-            if len(key) != 3:
+            if len(key) != 4 or not isinstance(key[3], int) or key[3] < 0:
                 raise ValueError
         else:
             dt.date.fromisoformat(str(key[0]))

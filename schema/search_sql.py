@@ -4,19 +4,21 @@ Why the statement looks the way it does (figures in docs/performance.md):
 
 * **Newest/oldest first.** Walking the (meeting_date, id) index and checking each row against the tsquery is
   the cheapest plan when matches are common, and a disaster when they are rare (the planner walked the whole
-  table for a word that matched nothing, for seconds). So the walk is *bounded*: it looks at most
-  ``DATE_WINDOW`` rows past the cursor. If that finds a full page, the page is exact (the walk is in order).
-  If not, and the window was full, the same statement falls back to the GIN index, where the matches are few
-  and sort cheaply. The fallback sits behind a one-time filter, so it costs nothing when the walk sufficed.
-  It runs one year at a time, newest (or oldest) first, and stops as soon as the page is full: the GIN index
-  finds the pages holding every word of a phrase, and each must then be rechecked for the words' positions,
-  so a phrase of two common words (hundreds of thousands of candidates, a few hundred matches) would
-  otherwise recheck every candidate in the table before sorting.
-* **Relevance.** Ranking every match of a common word costs seconds at a million pages.
-  Ranking is therefore done over a bounded candidate set: the matches among the newest ``RELEVANCE_WINDOW``
-  pages when those hold at least ``RELEVANCE_MIN_CANDIDATES`` matches, else the newest
-  ``RELEVANCE_CANDIDATES`` matches taken from the GIN index. It is "the best matches among recent pages",
-  which is what people searching minutes ask for, at a bounded cost. Paging is keyset on (rank, date, id).
+  table for a word that matched nothing, for seconds). So the walk is taken only when every required word is
+  common (``public.civic_is_selective``: the column's statistics list it among the most frequent lexemes, and
+  the query is no phrase), and it is *bounded*: it looks at most ``DATE_WINDOW`` rows past the cursor. If that
+  finds a full page, the page is exact (the walk is in order). If not, or when the query is selective, the same
+  statement asks the full-text index, where the matches are few and sort cheaply. The fallback sits behind a
+  one-time filter, so it costs nothing when the walk sufficed. It runs one year at a time, newest (or oldest)
+  first, and stops as soon as the page is full. The RUM index stores positions, so a phrase is checked inside
+  the index instead of on every page holding its words.
+* **Relevance.** Every match is ranked, by the documented score ``search_vector <=> query`` (RUM's distance,
+  lower is better; for one word or an ``or`` of words it is exactly ``1 / ts_rank``): the RUM index returns
+  matches in that order, so the first page holds the best matches of the whole corpus (docs/search.md). Paging is keyset on (distance, date,
+  id), with the row's position in the cursor for backward pages.
+* **Stemming.** ``public.civic`` stems English words after unaccenting them, for pages and queries alike; a
+  word quoted on its own (``"budgets"``) is additionally required in that exact form, checked on the text.
+* **Counts.** Exact up to ``COUNT_CAP``; past it, an estimate from a fixed block sample, with its error.
 * Every filter reads columns copied onto ``meeting_page``. Town and state filters become an array of
   municipality ids computed once (an InitPlan); date filters are plain range predicates, so partitions are
   pruned at plan time.
@@ -40,10 +42,15 @@ from migrations.partitions import PAGE_COLUMNS as COLUMN_ORDER
 Order = Literal["NEWEST", "OLDEST", "RELEVANCE"]
 
 DATE_WINDOW = 2000
-RELEVANCE_WINDOW = 10_000
-RELEVANCE_MIN_CANDIDATES = 200
-RELEVANCE_CANDIDATES = 1000
+#: NEWEST/OLDEST: below this many matches the index's matches are fetched at once and sorted.
+FEW_MATCHES = 500
+#: RELEVANCE: rows fetched by distance past the page, so that the tie group at its end is usually all in hand
+#: (a one-word query scores by its number of occurrences: thousands of pages tie). Fetching 5,000 more costs
+#: little beside the ranking of every match that RUM does first.
+TIE_MARGIN = 5000
 COUNT_CAP = 10_000
+#: Pages sampled to estimate a count past COUNT_CAP (docs/search.md, "Counts").
+ESTIMATE_SAMPLE = 5000
 
 TSQ = sql.SQL("websearch_to_tsquery('public.civic'::regconfig, %(q)s)")
 HEADLINE_OPTIONS = (
@@ -103,6 +110,9 @@ class SearchSpec:
     date_to: dt.date | None = None
     document_type: str | None = None
     meeting_name: str | None = None
+    #: Words quoted on their own ("budgets"): pages must hold that very form, not only its stem. Derived from
+    #: ``query`` (see schema.search.exact_forms), so not part of the binding.
+    exact: tuple[str, ...] = ()
 
     def binding(self) -> list[Any]:
         return [
@@ -205,7 +215,26 @@ def params(spec: SearchSpec) -> dict[str, Any]:
         p["doctype"] = spec.document_type
     if spec.meeting_name is not None:
         p["mname"] = spec.meeting_name
+    if spec.exact:
+        p["exact"] = list(spec.exact)
     return p
+
+
+def _match(spec: SearchSpec, alias: str) -> sql.Composable:
+    """The full-text predicate on ``alias``: the stemmed tsquery, and each exact word form asked for.
+
+    An exact form is checked on the page's text, unaccented and lower-cased like the vectors, with regex word
+    boundaries: the index finds the pages holding the stem, and only those are read. The words are letters and
+    digits only (schema.search), so they are no regex syntax.
+    """
+    a = sql.Identifier(alias)
+    match = sql.SQL("{a}.search_vector @@ {tsq}").format(a=a, tsq=TSQ)
+    if not spec.exact:
+        return match
+    return sql.SQL(
+        "{m} AND lower(public.unaccent({a}.text)) ~ ALL "
+        "(ARRAY(SELECT '\\m' || lower(public.unaccent(w)) || '\\M' FROM unnest(%(exact)s::text[]) w))"
+    ).format(m=match, a=a)
 
 
 def _date_keyset(alias: str, op: str) -> sql.Composable:
@@ -233,35 +262,61 @@ def _picked_ctes(
     if keyset:
         walk_where.append(_date_keyset("p", op))
     outer = _filters(spec, "w", walk=False)
-    fallback = [sql.SQL("p.search_vector @@ {}").format(TSQ), *_filters(spec, "p", walk=None)]
+    fallback = [_match(spec, "p"), *_filters(spec, "p", walk=None)]
+    # The same predicates for the "few matches" probe, with the keyset on an expression: an index range on
+    # meeting_date would be ANDed with the full-text bitmap, and reading a year of the date index costs more
+    # than the handful of matches.
+    few_where = [_match(spec, "p"), *_filters(spec, "p", walk=None)]
     if keyset:
         fallback.append(_date_keyset("p", op))
+        few_where.append(
+            sql.SQL("(p.meeting_date + 0, p.id) {op} (%(k_date)s::date, %(k_id)s::text)").format(op=sql.SQL(op))
+        )
     return sql.SQL(
         """
+        probe AS MATERIALIZED (
+            -- A rare word or a phrase: the walk would check its whole window for a handful of matches, so
+            -- the index is asked first (see civic_is_selective in migrations/sql/0005_stemming.sql).
+            SELECT public.civic_is_selective({tsq}) AS selective, {tsq}::text ~ '<(-|[0-9]+)>' AS phrase
+        ),
         hits AS MATERIALIZED (
             -- The filter stays above the LIMITed walk, so the window bound holds; the walk stops at the
             -- target-th match instead of checking the whole window first.
             SELECT w.id, w.meeting_date
               FROM (SELECT p.id, p.meeting_date, p.municipality_id, p.document_type, p.document_id,
-                           p.search_vector
+                           p.search_vector, p.text
                       FROM public.meeting_page p
-                     WHERE {walk_where}
+                     WHERE NOT (SELECT selective FROM probe) AND {walk_where}
                      ORDER BY p.meeting_date {dir}, p.id {dir}
                      LIMIT {window}) w
-             WHERE w.search_vector @@ {tsq} AND {outer}
+             WHERE {wmatch} AND {outer}
              ORDER BY w.meeting_date {dir}, w.id {dir}
              LIMIT {target}
         ),
         state AS MATERIALIZED (
             -- Whether the walk ran off the end of the data is only asked when the page is short (InitPlans
             -- are evaluated lazily), and answered from the index alone.
-            SELECT (SELECT count(*) FROM hits) >= {accept}
+            SELECT NOT (SELECT selective FROM probe) AND (
+                   (SELECT count(*) FROM hits) >= {accept}
                 OR (SELECT count(*) FROM (SELECT 1 FROM public.meeting_page p WHERE {walk_where}
-                                           ORDER BY p.meeting_date {dir}, p.id {dir} LIMIT {window}) x) < {window}
+                                           ORDER BY p.meeting_date {dir}, p.id {dir} LIMIT {window}) x) < {window})
                    AS walked
+        ),
+        few AS MATERIALIZED (
+            -- When the index holds fewer than FEW_MATCHES matches (a rare word, or one that matches nothing),
+            -- they are all fetched at once and sorted: cheaper than a probe of every year. Not for phrases: a
+            -- bitmap of the pages holding both words would be rechecked page by page; the yearly index scans
+            -- below stop at the first full page instead.
+            SELECT p.id, p.meeting_date FROM public.meeting_page p
+             WHERE NOT (SELECT walked FROM state) AND NOT (SELECT phrase FROM probe) AND {few_where}
+             LIMIT {few_cap}
         ),
         picked AS (
             SELECT h.id, h.meeting_date FROM hits h WHERE (SELECT walked FROM state)
+            UNION ALL
+            (SELECT c.id, c.meeting_date FROM few c WHERE (SELECT count(*) FROM few) < {few_cap}
+                AND NOT (SELECT phrase FROM probe)
+              ORDER BY c.meeting_date {dir}, c.id {dir} LIMIT {target})
             UNION ALL
             (SELECT f.id, f.meeting_date
                FROM generate_series(
@@ -273,7 +328,9 @@ def _picked_ctes(
               CROSS JOIN LATERAL (
                     SELECT p.id, p.meeting_date
                       FROM public.meeting_page p
-                     WHERE NOT (SELECT walked FROM state) AND {fallback}
+                     WHERE NOT (SELECT walked FROM state)
+                       AND ((SELECT phrase FROM probe) OR (SELECT count(*) FROM few) >= {few_cap})
+                       AND {fallback}
                        AND p.meeting_date >= make_date(y.year, 1, 1)
                        AND p.meeting_date < make_date(y.year + 1, 1, 1)
                      ORDER BY p.meeting_date + 0 {dir}, p.id {dir}
@@ -286,6 +343,7 @@ def _picked_ctes(
         first_end=sql.SQL("max" if desc else "min"),
         last_end=sql.SQL("min" if desc else "max"),
         step=sql.Literal(-1 if desc else 1),
+        wmatch=_match(spec, "w"),
         tsq=TSQ,
         walk_where=_and(walk_where),
         dir=direction,
@@ -294,6 +352,8 @@ def _picked_ctes(
         target=sql.Literal(target),
         accept=sql.Literal(accept),
         fallback=_and(fallback),
+        few_where=_and(few_where),
+        few_cap=sql.Literal(FEW_MATCHES),
     )
 
 
@@ -313,6 +373,7 @@ def _shape(spec: SearchSpec) -> SearchSpec:
         date_to=None if spec.date_to is None else dt.date.min,
         document_type=None if spec.document_type is None else "",
         meeting_name=None if spec.meeting_name is None else "",
+        exact=("",) if spec.exact else (),  # one array parameter, whatever the number of words
     )
 
 
@@ -359,6 +420,7 @@ def relevance_page(
             dt.date.fromisoformat(str(cursor[1])),
             str(cursor[2]),
         )
+        p["k_pos"] = int(cursor[3]) if len(cursor) > 3 else 0
     return _text("relevance", _shape(spec), forward, size, cursor is not None, extras), p
 
 
@@ -370,7 +432,7 @@ def count_query(spec: SearchSpec) -> tuple[sql.Composed, dict[str, Any]]:
 
 def estimate_query(spec: SearchSpec) -> tuple[sql.Composed, dict[str, Any]]:
     """The planner's estimate of the number of matches (see :func:`_estimate_query`)."""
-    return _text("estimate", _shape(spec), True, 0, False), params(spec)
+    return _text("estimate", _shape(spec), True, 0, False), {**params(spec), "sample": ESTIMATE_SAMPLE}
 
 
 def _date_page(
@@ -389,7 +451,7 @@ def _date_page(
         has_other: sql.Composable = sql.SQL("false")
     else:
         other_op = ">=" if desc else "<="
-        all_filters = _and([sql.SQL("p.search_vector @@ {}").format(TSQ), *_filters(spec, "p", walk=None)])
+        all_filters = _and([_match(spec, "p"), *_filters(spec, "p", walk=None)])
         has_other = sql.SQL(
             """CASE WHEN EXISTS (SELECT 1 FROM public.meeting_page p
                                   WHERE p.id = %(k_id)s AND p.meeting_date = %(k_date)s::date AND {f})
@@ -429,61 +491,121 @@ def _date_page(
 def _relevance_page(
     spec: SearchSpec, *, forward: bool, size: int, cursor: list[Any] | None, extras: Extras = frozenset()
 ) -> tuple[sql.Composed, dict[str, Any]]:
-    """One RELEVANCE page over the bounded candidate set, keyset on (rank, meeting_date, id)."""
+    """One RELEVANCE page over every match: the RUM index returns the matches by ``search_vector <=> query``.
+
+    That distance is the documented score (lower is better), computed inside the index from the positions it
+    stores, so the order is the score's order over the whole corpus, not over a candidate set. Result order: distance ascending (best first), then newest,
+    then id, all descending on ties. The row's ``rank`` column carries the distance, which is what cursors hold.
+
+    The index can only walk distances upwards, so a forward page skips the rows before its cursor (``key`` is
+    ``[distance, date, id, position]``) and a backward page takes the first ``position`` rows and keeps the last
+    ``size + 1`` of them: both cost what the rows before them cost, like OFFSET, but stay exact when rows come
+    and go because the keyset predicate decides, not the count.
+    """
     p = params(spec)
-    desc = forward
-    keyset: sql.Composable = sql.SQL("true")
+    dist = sql.SQL("(p.search_vector <=> {tsq})").format(tsq=TSQ)
+    where = [_match(spec, "p"), *_filters(spec, "p", walk=None)]
     has_other: sql.Composable = sql.SQL("false")
+    window: sql.Composable = sql.SQL("")
     if cursor is not None:
         p["k_rank"], p["k_date"], p["k_id"] = (
             float(cursor[0]),
             dt.date.fromisoformat(str(cursor[1])),
             str(cursor[2]),
         )
-        op, other = ("<", ">=") if desc else (">", "<=")
-        keyset = sql.SQL(
-            "(c.rank, c.meeting_date, c.id) {} (%(k_rank)s::real, %(k_date)s::date, %(k_id)s::text)"
-        ).format(sql.SQL(op))
-        has_other = sql.SQL(
-            "EXISTS (SELECT 1 FROM ranked c WHERE (c.rank, c.meeting_date, c.id) {} "
-            "(%(k_rank)s::real, %(k_date)s::date, %(k_id)s::text))"
-        ).format(sql.SQL(other))
-    direction = sql.SQL("DESC" if desc else "ASC")
+        p["k_pos"] = int(cursor[3]) if len(cursor) > 3 else 0
+        after = sql.SQL(
+            "({d} > %(k_rank)s::real OR ({d} = %(k_rank)s::real "
+            "AND (p.meeting_date, p.id) < (%(k_date)s::date, %(k_id)s::text)))"
+        ).format(d=dist)
+        before = sql.SQL(
+            "({d} < %(k_rank)s::real OR ({d} = %(k_rank)s::real "
+            "AND (p.meeting_date, p.id) > (%(k_date)s::date, %(k_id)s::text)))"
+        ).format(d=dist)
+        match_all = _and([_match(spec, "p"), *_filters(spec, "p", walk=None)])
+        # Usually the cursor's own row still matches: one index lookup says a row lies on the other side.
+        cursor_row = sql.SQL(
+            "EXISTS (SELECT 1 FROM public.meeting_page p WHERE p.id = %(k_id)s AND p.meeting_date = %(k_date)s::date "
+            "AND {f})"
+        ).format(f=match_all)
+        if forward:
+            where.append(after)
+            has_other = sql.SQL(
+                "CASE WHEN %(k_pos)s = 0 THEN false WHEN {row} THEN true ELSE EXISTS "
+                "(SELECT 1 FROM (SELECT {d} AS d FROM public.meeting_page p WHERE {f} "
+                "ORDER BY p.search_vector <=> {tsq} LIMIT 1) t WHERE t.d <= %(k_rank)s::real) END"
+            ).format(row=cursor_row, d=dist, f=match_all, tsq=TSQ)
+        else:
+            where.append(before)
+            window = sql.SQL("LIMIT %(k_pos)s")
+            has_other = sql.SQL(
+                "CASE WHEN {row} THEN true ELSE EXISTS (SELECT 1 FROM public.meeting_page p WHERE {f} AND {after}) END"
+            ).format(row=cursor_row, f=match_all, after=after)
+    if forward:
+        # The index orders by distance only; ties are broken by date and id here. The first n + 100 rows by
+        # distance hold every row of the page unless the tie group at the page's last distance runs past them
+        # ("straddles"); then n + TIE_MARGIN rows are fetched, and if the group runs past those too, its best
+        # rows are fetched exactly, by date. Each later step runs only when needed (one-time filters), so a page
+        # whose ties fit costs one ranking and n + 100 row fetches.
+        n = size + 1
+
+        def edge(src: str, limit: int) -> sql.Composable:
+            return sql.SQL(
+                "SELECT e.d, (SELECT count(*) FROM {src}) = {limit} AND (SELECT max(t.d) FROM {src} t) = e.d "
+                "AS straddles FROM (SELECT (SELECT t.d FROM {src} t ORDER BY t.d, t.meeting_date DESC, t.id DESC "
+                "OFFSET {last} LIMIT 1) AS d) e"
+            ).format(src=sql.Identifier(src), limit=sql.Literal(limit), last=sql.Literal(n - 1))
+
+        picked = sql.SQL(
+            """
+            WITH near AS MATERIALIZED (
+                SELECT p.id, p.meeting_date, {d} AS d FROM public.meeting_page p WHERE {w}
+                 ORDER BY p.search_vector <=> {tsq} LIMIT {near}),
+            near_edge AS MATERIALIZED ({near_edge}),
+            far AS MATERIALIZED (
+                SELECT p.id, p.meeting_date, {d} AS d FROM public.meeting_page p
+                 WHERE coalesce((SELECT straddles FROM near_edge), false) AND {w}
+                 ORDER BY p.search_vector <=> {tsq} LIMIT {far}),
+            far_edge AS MATERIALIZED ({far_edge}),
+            ties AS MATERIALIZED (
+                SELECT p.id, p.meeting_date, {d} AS d FROM public.meeting_page p
+                 WHERE coalesce((SELECT straddles FROM far_edge), false) AND {w} AND {d} = (SELECT d FROM far_edge)
+                 ORDER BY p.meeting_date DESC, p.id DESC LIMIT {n})
+            SELECT u.* FROM (
+                SELECT t.* FROM near t WHERE NOT coalesce((SELECT straddles FROM near_edge), false)
+                UNION ALL
+                SELECT t.* FROM far t WHERE NOT coalesce((SELECT straddles FROM far_edge), false)
+                UNION ALL
+                SELECT t.* FROM far t WHERE (SELECT straddles FROM far_edge) AND t.d < (SELECT d FROM far_edge)
+                UNION ALL
+                SELECT x.* FROM ties x) u
+             ORDER BY u.d, u.meeting_date DESC, u.id DESC LIMIT {n}
+            """
+        ).format(
+            d=dist, w=_and(where), tsq=TSQ, near=sql.Literal(n + 100), far=sql.Literal(n + TIE_MARGIN),
+            near_edge=edge("near", n + 100), far_edge=edge("far", n + TIE_MARGIN), n=sql.Literal(n),
+        )
+    else:
+        # Exactly the rows before the cursor satisfy the keyset predicate, and there are k_pos of them: the
+        # first k_pos by distance are all of them, whatever the ties.
+        picked = sql.SQL(
+            "SELECT * FROM (SELECT p.id, p.meeting_date, {d} AS d FROM public.meeting_page p WHERE {w} "
+            "ORDER BY p.search_vector <=> {tsq} {window}) b ORDER BY b.d DESC, b.meeting_date, b.id LIMIT {n}"
+        ).format(d=dist, w=_and(where), tsq=TSQ, window=window, n=sql.Literal(size + 1))
     query = sql.SQL(
         """
-        WITH {ctes},
-        ranked AS MATERIALIZED (
-            SELECT k.id, k.meeting_date, ts_rank(p.search_vector, {tsq}, 1) AS rank
-              FROM picked k
-              JOIN public.meeting_page p ON p.id = k.id AND p.meeting_date = k.meeting_date AND {bounds}
-        ),
-        chosen AS (
-            SELECT c.* FROM ranked c WHERE {keyset}
-             ORDER BY c.rank {dir}, c.meeting_date {dir}, c.id {dir}
-             LIMIT {limit}
-        )
+        WITH chosen AS MATERIALIZED ({picked})
         SELECT r.*, o.has_other
           FROM (SELECT {has_other} AS has_other) o
           LEFT JOIN LATERAL (
-                SELECT {cols}, c.rank{extra_cols}
+                SELECT {cols}, c.d{extra_cols}
                   FROM chosen c
                   JOIN public.meeting_page p ON p.id = c.id AND p.meeting_date = c.meeting_date AND {bounds}
                   {extra_joins}
           ) r ON true
         """
     ).format(
-        ctes=_picked_ctes(
-            spec,
-            desc=True,
-            keyset=False,
-            window=RELEVANCE_WINDOW,
-            target=RELEVANCE_CANDIDATES,
-            accept=RELEVANCE_MIN_CANDIDATES,
-        ),
-        tsq=TSQ,
-        keyset=keyset,
-        dir=direction,
-        limit=sql.Literal(size + 1),
+        picked=picked,
         has_other=has_other,
         cols=PAGE_COLUMNS,
         **_extras(extras),
@@ -494,7 +616,7 @@ def _relevance_page(
 
 def _count_query(spec: SearchSpec) -> tuple[sql.Composed, dict[str, Any]]:
     """Exact count up to COUNT_CAP + 1; never a COUNT(*) over every match."""
-    where = _and([sql.SQL("p.search_vector @@ {}").format(TSQ), *_filters(spec, "p", walk=None)])
+    where = _and([_match(spec, "p"), *_filters(spec, "p", walk=None)])
     query = sql.SQL(
         "SELECT count(*) FROM (SELECT 1 FROM public.meeting_page p WHERE {} LIMIT %(cap)s) s"
     ).format(where)
@@ -502,11 +624,19 @@ def _count_query(spec: SearchSpec) -> tuple[sql.Composed, dict[str, Any]]:
 
 
 def _estimate_query(spec: SearchSpec) -> tuple[sql.Composed, dict[str, Any]]:
-    """The planner's estimate of the number of matches (EXPLAIN only, nothing is executed)."""
-    where = _and([sql.SQL("p.search_vector @@ {}").format(TSQ), *_filters(spec, "p", walk=None)])
-    return sql.SQL("EXPLAIN (FORMAT JSON) SELECT 1 FROM public.meeting_page p WHERE {}").format(
-        where
-    ), params(spec)
+    """Matches among a block sample of about ``ESTIMATE_SAMPLE`` pages, and the sample's size.
+
+    ``TABLESAMPLE SYSTEM`` reads whole heap blocks picked at random, so it costs a few hundred block reads and
+    the match test of the rows in them, whatever the query; ``REPEATABLE`` makes the sample the same for every
+    request, so the same search always shows the same estimate. The percentage is computed from the planner's
+    row count of the table (``reltuples``), an InitPlan evaluated once.
+    """
+    where = _and([_match(spec, "p"), *_filters(spec, "p", walk=None)])
+    query = sql.SQL(
+        "SELECT count(*) FILTER (WHERE {}), count(*), public.civic_page_rows() "
+        "FROM public.meeting_page p TABLESAMPLE SYSTEM (public.civic_sample_percent(%(sample)s)) REPEATABLE (7)"
+    ).format(where)
+    return query, {**params(spec), "sample": ESTIMATE_SAMPLE}
 
 
 @functools.lru_cache(maxsize=1)

@@ -77,7 +77,7 @@ def truth(
     orders = {
         "NEWEST": "meeting_date DESC, id DESC",
         "OLDEST": "meeting_date ASC, id ASC",
-        "RELEVANCE": "ts_rank(search_vector, websearch_to_tsquery('public.civic', %s), 1) DESC, "
+        "RELEVANCE": "search_vector <=> websearch_to_tsquery('public.civic', %s), "
         "meeting_date DESC, id DESC",
     }
     args = [q, *(params or [])] + ([q] if order == "RELEVANCE" else [])

@@ -19,7 +19,7 @@ WRITER = {"Authorization": f"Bearer {WRITER_TOKEN}"}
 # Queries that together select every field of every type of the contract, the batched ones under several
 # parents (where a DataLoader batch can split) and the per-object ones nested under connections.
 READS = [
-    """{ search(query: "council", first: 7, orderBy: RELEVANCE) { totalCount { value exact }
+    """{ search(query: "council", first: 7, orderBy: RELEVANCE) { totalCount { value exact relativeError }
          pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
          edges { cursor rank headline node { id sourceId pageNumber text pageImage
            document { id meetingName meetingDate documentType

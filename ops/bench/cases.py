@@ -137,15 +137,14 @@ def cursor_key_at(conn: Conn, spec: Any, offset: int) -> list[Any] | None:
     from schema import search_sql
 
     if spec.order == "RELEVANCE":
-        if offset > search_sql.RELEVANCE_CANDIDATES:
-            return None  # ranking covers a bounded candidate set: deeper pages do not exist
+        # Column 8 is RUM's distance (lower is better); the key is [distance, date, id, position].
         query, params = search_sql.relevance_page(spec, forward=True, size=offset + 1, cursor=None)
         rows = [r for r in conn.execute(query, params).fetchall() if r[0] is not None]
-        rows.sort(key=lambda r: (r[8], r[1], r[0]), reverse=True)
+        rows.sort(key=lambda r: (-r[8], r[1], r[0]), reverse=True)
         if len(rows) < offset:
             return None
         last = rows[offset - 1]
-        return [last[8], last[1].isoformat(), last[0]]
+        return [last[8], last[1].isoformat(), last[0], offset - 1]
     # Walk from the start in chunks (still keyset): one statement per 5,000 rows.
     key: list[Any] | None = None
     left = offset

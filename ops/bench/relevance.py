@@ -1,4 +1,19 @@
-"""``python -m ops bench relevance``: bounded-candidate ranking, ``ts_rank`` over every match, and RUM's ``<=>``."""
+"""``python -m ops bench relevance``: RELEVANCE over every match, phrases and counts, selective NEWEST.
+
+Three parts, on the stack's own ``public.meeting_page`` (stemmed vectors, RUM index), in one run:
+
+1. **Relevance, direct SQL.** For each query class, the gateway's RELEVANCE statement (RUM ``<=>``) against the
+   exact stock query: a GIN index, ``ORDER BY`` the documented score (``search_vector <=> query`` computed row by
+   row) over every match, ``LIMIT 20``; the overlap with ``ts_rank``'s top 20 is reported beside it. A GIN index is built for the baseline; each approach runs in a transaction that drops the other
+   index (rolled back), so each is measured with only its own index. Recall of the first 20 is reported two
+   ways: ids in common with the exact top 20, and the share of returned rows whose score reaches the exact
+   20th score (ties at the boundary make the first stricter than the order itself).
+2. **Phrases and counts.** A plain ``count(*)`` of each phrase in direct SQL (GIN) against the gateway over HTTP
+   (cache off): NEWEST and RELEVANCE first pages with ``totalCount``. Counts past 10,000 are compared with the
+   exact count to show the estimate's real error next to the one it states.
+3. **Selective NEWEST** over HTTP: no match, made-up and unlikely phrases, narrow filters, against common-word
+   NEWEST searches, interleaved.
+"""
 
 from __future__ import annotations
 
@@ -6,164 +21,238 @@ import argparse
 import functools
 import json
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psycopg
 from psycopg import sql
 
 from ops import stack
-from ops.bench.cases import PAGE_SIZE, Case, cases, ensure_corpus, match_count
-from ops.bench.copies import (
-    build_copy,
-    check_disk,
-    copy_size,
-    direct_dsn,
-    drop_schemas,
-    indexes_used,
-    on_table,
-    plan_times,
-    run_sql,
-)
-from ops.bench.report import (
-    Conn,
-    fetch_all,
-    machine,
-    say,
-    scalar,
-    server_info,
-    summary,
-    timed_ms,
-    write_report,
-)
+from ops.bench.cases import GRAPHQL, PAGE_SIZE, ensure_corpus
+from ops.bench.copies import direct_dsn
+from ops.bench.report import Conn, machine, say, scalar, server_info, summary, timed_ms, write_report
+from ops.common.gateway_process import GatewayProcess
 
-RELEVANCE_TERMS = ("common term", "medium term", "rare term", "very rare term", "phrase", "or")
-TSQ_TEXT = "websearch_to_tsquery('public.civic'::regconfig, %(q)s)"
-RANK_ALL = f"""SELECT p.id, p.meeting_date, ts_rank(p.search_vector, {TSQ_TEXT}, 1) AS rank
-  FROM {{t}} p
- WHERE p.search_vector @@ {TSQ_TEXT}
- ORDER BY rank DESC, p.meeting_date DESC, p.id DESC
- LIMIT 21"""
-RUM_ORDER = f"""SELECT p.id, p.meeting_date, p.search_vector <=> {TSQ_TEXT} AS distance
-  FROM {{t}} p
- WHERE p.search_vector @@ {TSQ_TEXT}
- ORDER BY p.search_vector <=> {TSQ_TEXT}
- LIMIT 21"""
+TSQ = "websearch_to_tsquery('public.civic'::regconfig, %(q)s)"
+RUM_INDEX = "public.meeting_page_rum_idx"
+GIN_INDEX = "public.bench_gin_baseline"
+# The documented score, RUM's distance (lower is better), computed row by row over every match found through
+# GIN: the exact order the RUM index must reproduce. ts_rank is the same order for one word or an OR of words.
+STOCK = f"""SELECT p.id, p.search_vector <=> {TSQ} AS d FROM public.meeting_page p
+ WHERE p.search_vector @@ {TSQ} ORDER BY d, p.meeting_date DESC, p.id DESC LIMIT {PAGE_SIZE}"""
+STOCK_TS_RANK = f"""SELECT p.id, ts_rank(p.search_vector, {TSQ}) AS score FROM public.meeting_page p
+ WHERE p.search_vector @@ {TSQ} ORDER BY score DESC, p.meeting_date DESC, p.id DESC LIMIT {PAGE_SIZE}"""
+COUNT_ALL = f"SELECT count(*) FROM public.meeting_page p WHERE p.search_vector @@ {TSQ}"
+
+RELEVANCE_CLASSES = {
+    "common word": "council",
+    "rare word": "wombat",
+    "phrase": '"liquor license"',
+    "two words": "zoning variance",
+    "or": "variance or easement",
+    "not": "cannabis -license",
+}
+PHRASES = ('"liquor license"', '"hearing variance"', '"council water"', '"budget motion"')
+COMMON_NEWEST = {"common: council": ("council", None), "common: budget": ("budget", None),
+                 "common: zoning": ("zoning", None)}
+SELECTIVE_NEWEST = {
+    "no match": ("zyzzyva", None),
+    "made-up phrase": ('"zyzzyva quokkaberry"', None),
+    "unlikely phrase": ('"hearing variance"', None),
+    "narrow filter: town": ("wombat", {"municipalities": ["@town"]}),
+    "narrow filter: one month": ("easement", {"dateFrom": "2019-03-01", "dateTo": "2019-03-31"}),
+}
+COUNTED = """query C($q: String!, $o: SearchOrder) { search(query: $q, orderBy: $o, first: 20) {
+  edges { cursor rank headline node { sourceId document { meetingName municipality { name } } } }
+  pageInfo { hasNextPage endCursor } totalCount { value exact relativeError } } }"""
 
 
-def rum_available(conn: Conn) -> bool:
-    return bool(scalar(conn, sql.SQL("SELECT count(*) FROM pg_available_extensions WHERE name = 'rum'")))
+@contextmanager
+def only_index(conn: Conn, keep: str) -> Iterator[None]:
+    """A transaction in which the other full-text index is dropped; rolled back at the end."""
+    other = GIN_INDEX if keep == RUM_INDEX else RUM_INDEX
+    with conn.transaction(force_rollback=True):
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.SQL(other)))
+        yield
+
+
+def _ensure_gin(conn: Conn) -> dict[str, Any]:
+    if scalar(conn, "SELECT to_regclass(%s)", [GIN_INDEX]) is not None:
+        return {"gin_reused": True}
+    say("building the GIN baseline index")
+    started = time.perf_counter()
+    conn.execute(f"CREATE INDEX {GIN_INDEX.split('.')[1]} ON public.meeting_page USING gin (search_vector)")
+    return {"gin_build_seconds": round(time.perf_counter() - started, 1)}
+
+
+def _index_bytes(conn: Conn, parent: str) -> int:
+    return int(scalar(conn, "SELECT coalesce(sum(pg_relation_size(relid)), 0) FROM pg_partition_tree(%s::regclass)",
+                      [parent]) or 0)
+
+
+def _sample(fn: Callable[[], Any], runs: int) -> list[float]:
+    fn()  # warm
+    return [timed_ms(fn) for _ in range(runs)]
+
+
+def _run(conn: Conn, text: Any, params: dict[str, Any]) -> None:
+    conn.execute(text, params).fetchall()
+
+
+def relevance_part(conn: Conn, runs: int, heavy_runs: int) -> list[dict[str, Any]]:
+    from schema import search_sql
+    from schema.search_sql import SearchSpec
+
+    out = []
+    for name, q in RELEVANCE_CLASSES.items():
+        spec = SearchSpec(query=q, order="RELEVANCE")
+        text, params = search_sql.relevance_page(spec, forward=True, size=PAGE_SIZE, cursor=None)
+        with only_index(conn, GIN_INDEX):
+            matches = int(scalar(conn, COUNT_ALL, {"q": q}) or 0)
+            exact = conn.execute(STOCK, {"q": q}).fetchall()
+            n = heavy_runs if matches > 50_000 else runs
+            stock_ms = _sample(functools.partial(_run, conn, STOCK, {"q": q}), n)
+        with only_index(conn, RUM_INDEX):
+            rows = [r for r in conn.execute(text, params).fetchall() if r[0] is not None][:PAGE_SIZE]
+            rum_ms = _sample(functools.partial(_run, conn, text, params), n)
+        with only_index(conn, GIN_INDEX):
+            ts_rank_ids = {str(r[0]) for r in conn.execute(STOCK_TS_RANK, {"q": q}).fetchall()}
+        got = [(str(r[0]), float(r[8])) for r in rows]
+        exact_ids = {str(r[0]) for r in exact}
+        ceiling = float(exact[-1][1]) if exact else 0.0
+        cell = {
+            "class": name, "query": q, "matches": matches,
+            "stock_gin_score_all": summary(stock_ms), "rum": summary(rum_ms),
+            "p95_ratio": round(summary(rum_ms)["p95"] / max(summary(stock_ms)["p95"], 1e-9), 3),
+            "recall_ids": round(len(exact_ids & {g[0] for g in got}) / max(1, len(exact_ids)), 3),
+            "recall_by_score": round(sum(1 for g in got if g[1] <= ceiling) / max(1, len(exact)), 3),
+            "overlap_with_ts_rank_top20": round(len(ts_rank_ids & {g[0] for g in got}) / max(1, len(ts_rank_ids)), 3),
+        }
+        out.append(cell)
+        say(json.dumps(cell))
+    return out
+
+
+def _post(http: httpx.Client, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    r = http.post("/graphql", json={"query": query, "variables": variables})
+    body: dict[str, Any] = r.json()
+    if r.status_code != 200 or body.get("errors"):
+        raise RuntimeError(f"gateway error: {r.text[:500]}")
+    return body
+
+
+def phrase_part(conn: Conn, http: httpx.Client, runs: int) -> list[dict[str, Any]]:
+    out = []
+    for q in PHRASES:
+        with only_index(conn, GIN_INDEX):
+            exact = int(scalar(conn, COUNT_ALL, {"q": q}) or 0)
+            plain = _sample(functools.partial(_run, conn, COUNT_ALL, {"q": q}), runs)
+        cell: dict[str, Any] = {"query": q, "matches": exact, "plain_count_gin_sql": summary(plain)}
+        for order in ("NEWEST", "RELEVANCE"):
+            v = {"q": q, "o": order}
+            body = _post(http, COUNTED, v)
+            ms = _sample(functools.partial(_post, http, COUNTED, v), runs)
+            cell[f"gateway_{order.lower()}_with_count"] = summary(ms)
+            cell[f"{order.lower()}_ratio_p95"] = round(summary(ms)["p95"] / max(summary(plain)["p95"], 1e-9), 3)
+            cell["total_count"] = body["data"]["search"]["totalCount"]
+        out.append(cell)
+        say(json.dumps(cell))
+    return out
+
+
+def estimate_part(conn: Conn, http: httpx.Client) -> list[dict[str, Any]]:
+    """The stated error of estimated counts next to the real one."""
+    out = []
+    for q in ("council", "budget", "zoning", "cannabis", "variance or easement"):
+        with only_index(conn, GIN_INDEX):
+            exact = int(scalar(conn, COUNT_ALL, {"q": q}) or 0)
+        got = _post(http, COUNTED, {"q": q, "o": "NEWEST"})["data"]["search"]["totalCount"]
+        cell = {"query": q, "exact": exact, "reported": got,
+                "real_relative_error": round(abs(got["value"] - exact) / max(exact, 1), 3)}
+        out.append(cell)
+        say(json.dumps(cell))
+    return out
+
+
+def newest_part(conn: Conn, http: httpx.Client, runs: int) -> dict[str, Any]:
+    town = str(scalar(conn, "SELECT subdomain FROM public.municipality ORDER BY id LIMIT 1 OFFSET 3"))
+    cells = {**COMMON_NEWEST, **SELECTIVE_NEWEST}
+    calls: dict[str, Callable[[], Any]] = {}
+    for name, (q, flt) in cells.items():
+        f = {k: ([town] if v == ["@town"] else v) for k, v in flt.items()} if flt else None
+        calls[name] = functools.partial(_post, http, GRAPHQL, {"q": q, "f": f, "o": "NEWEST", "a": None})
+        calls[name]()
+    samples: dict[str, list[float]] = {n: [] for n in calls}
+    names = list(calls)
+    for i in range(runs):
+        for n in names[i % len(names):] + names[: i % len(names)]:
+            samples[n].append(timed_ms(calls[n]))
+    common_p95 = max(summary(samples[n])["p95"] for n in COMMON_NEWEST)
+    result: dict[str, dict[str, Any]] = {n: {**summary(samples[n]), "query": cells[n][0]} for n in names}
+    for n in SELECTIVE_NEWEST:
+        result[n]["ratio_to_common_p95"] = round(summary(samples[n])["p95"] / common_p95, 2)
+    say(json.dumps(result))
+    return {"common_p95_ms": common_p95, "cells": result}
 
 
 def bench_relevance(args: argparse.Namespace) -> int:
-    """Bounded candidates (current) vs ts_rank over every match vs RUM, on one flat copy, interleaved."""
-    from schema import search_sql
-
-    at_start = machine()  # the code measured is the code at the start (others edit schema/ meanwhile)
+    at_start = machine()
     layout = stack.up(Path(args.dir))
     total = ensure_corpus(layout, args.pages)
-    schema = args.schema
-    t = f"{schema}.meeting_page"
     started = time.perf_counter()
-    results: list[dict[str, Any]] = []
+    report: dict[str, Any] = {"benchmark": "relevance", "pages": total, "runs": args.runs, "machine": at_start}
+    secret = "bench-secret"  # noqa: S105  # signs cursors for this run only
+    env = {**layout.gateway_env(), "GATEWAY_CURSOR_SECRET": secret, "GATEWAY_CACHE_ENABLED": "false",
+           "GATEWAY_ROUTING_METADATA": "false"}
     with psycopg.connect(direct_dsn(layout), autocommit=True) as conn:
-        info = server_info(conn)
-        rum = rum_available(conn)
-        build: dict[str, Any] = {}
+        report["server"] = server_info(conn)
+        report["build"] = {**_ensure_gin(conn), "rum_index_bytes": _index_bytes(conn, RUM_INDEX),
+                           "gin_index_bytes": _index_bytes(conn, GIN_INDEX)}
+        say(json.dumps(report["build"]))
         try:
-            if args.reuse and scalar(conn, sql.SQL("SELECT to_regclass({})").format(sql.Literal(t))) is not None:
-                build = {"reused": True}
-            else:
-                check_disk(layout)
-                say(f"building {schema}")
-                build = build_copy(conn, schema, "none")
-            if rum:
-                run_sql(conn, f"CREATE EXTENSION IF NOT EXISTS rum SCHEMA {schema}")
-                if not scalar(conn, sql.SQL("SELECT count(*) FROM pg_indexes WHERE schemaname = {} AND "
-                                             "indexdef LIKE '%USING rum%'").format(sql.Literal(schema))):
-                    step = time.perf_counter()
-                    run_sql(conn, f"CREATE INDEX meeting_page_rum ON {t} USING rum (search_vector {schema}.rum_tsvector_ops)")
-                    build["rum_index_seconds"] = round(time.perf_counter() - step, 1)
-                    run_sql(conn, f"ANALYZE {t}")
-                build["size"] = copy_size(conn, t)
-            say(json.dumps(build))
-            for case in cases(conn, [c for c in RELEVANCE_TERMS if not args.only or c in args.only]):
-                spec = case.spec("RELEVANCE")
-                n = match_count(conn, case)
-                q, p = search_sql.relevance_page(spec, forward=True, size=PAGE_SIZE, cursor=None)
-                approaches: dict[str, tuple[str, dict[str, Any]]] = {
-                    "bounded (current)": (on_table(conn, q, t), p),
-                    "ts_rank all matches": (RANK_ALL.format(t=t), {"q": case.query}),
-                }
-                if rum:
-                    approaches["RUM <=>"] = (RUM_ORDER.format(t=t).replace("<=>", f"OPERATOR({schema}.<=>)"),
-                                             {"q": case.query})
-                row = _relevance_cell(conn, case, n, total, approaches, args)
-                results.append(row)
-                say(json.dumps(row))
+            only = args.only or ["relevance", "phrases", "estimates", "newest"]
+            if "relevance" in only:
+                report["relevance"] = relevance_part(conn, args.runs, args.heavy_runs)
+            with GatewayProcess(env, port=args.port) as gw, \
+                    httpx.Client(base_url=f"http://127.0.0.1:{gw.port}", timeout=60) as http:
+                if "phrases" in only:
+                    report["phrases"] = phrase_part(conn, http, args.runs)
+                if "estimates" in only:
+                    report["estimates"] = estimate_part(conn, http)
+                if "newest" in only:
+                    report["newest"] = newest_part(conn, http, max(args.runs, 20))
         finally:
-            if args.keep is None:
-                drop_schemas(conn, [schema])
-                if rum:
-                    run_sql(conn, "DROP EXTENSION IF EXISTS rum")
-                say(f"dropped {schema}")
-    report = {"benchmark": "relevance", "pages": total, "runs": args.runs, "machine": at_start, "machine_at_end": machine(), "server": info,
-              "rum_available": rum, "seconds": round(time.perf_counter() - started), "build": build,
-              "results": results,
-              "note": "flat UNLOGGED copy with the same B-tree and GIN indexes (plus RUM when available); raw "
-                      "SQL over a direct connection to the primary; overlap = share of the exact top 20 "
-                      "(ts_rank over every match) that the approach also returns in its first 20"}
+            if not args.reuse:
+                conn.execute(f"DROP INDEX IF EXISTS {GIN_INDEX}")
+    report["seconds"] = round(time.perf_counter() - started)
+    report["machine_at_end"] = machine()
     out = write_report(args.out or "relevance", report)
     say(markdown_relevance(report))
     say(f"\nwritten to {out}")
     return 0
 
 
-def _relevance_cell(conn: Conn, case: Case, matches: int, total: int,
-                    approaches: dict[str, tuple[str, dict[str, Any]]], args: argparse.Namespace) -> dict[str, Any]:
-    names = list(approaches)
-    tops: dict[str, list[str]] = {}
-    for name, (text, params) in approaches.items():
-        rows = conn.execute(text, params).fetchall()  # warm, and the answer
-        rows = [r for r in rows if r[0] is not None]
-        if name == "bounded (current)":
-            rows.sort(key=lambda r: (r[8], r[1], r[0]), reverse=True)
-        tops[name] = [str(r[0]) for r in rows[:PAGE_SIZE]]
-    exact = set(tops["ts_rank all matches"])
-    samples: dict[str, list[float]] = {n: [] for n in names}
-    plans: dict[str, list[float]] = {n: [] for n in names}
-    heavy = matches > 50_000
-    runs = args.heavy_runs if heavy else args.runs
-    for i in range(runs):
-        for n in names[i % len(names):] + names[: i % len(names)]:
-            text, params = approaches[n]
-            samples[n].append(timed_ms(functools.partial(fetch_all, conn, text, params)))
-    used: dict[str, list[str]] = {}
-    for n in names:
-        text, params = approaches[n]
-        plans[n].append(plan_times(conn, text, params, analyze=False)[0])
-        doc = scalar(conn, f"EXPLAIN (FORMAT JSON) {text}", params)
-        used[n] = indexes_used((json.loads(doc) if isinstance(doc, str) else doc)[0]["Plan"])
-    return {
-        "class": case.name, "query": case.query, "matches": matches, "share_pct": round(100 * matches / total, 3),
-        "approaches": {n: {**summary(samples[n]), "plan_ms": round(plans[n][0], 2),
-                           "overlap_with_exact_top20": round(len(exact & set(tops[n])) / max(1, len(exact)), 2),
-                           "indexes": used[n]}
-                       for n in names},
-    }
-
-
 def markdown_relevance(report: dict[str, Any]) -> str:
-    names: list[str] = []
-    for r in report["results"]:
-        names += [n for n in r["approaches"] if n not in names]
-    lines = ["p50 / p95 ms (overlap with the exact top 20)", "",
-             "| class | query | share | " + " | ".join(names) + " |",
-             "| --- | --- | ---: | " + " | ".join("---" for _ in names) + " |"]
-    for r in report["results"]:
-        cells = []
-        for n in names:
-            a = r["approaches"].get(n)
-            cells.append(f"{a['p50']:.0f} / {a['p95']:.0f} ({a['overlap_with_exact_top20']:.0%})" if a else "—")
-        lines.append(f"| {r['class']} | `{r['query']}` | {r['share_pct']}% | " + " | ".join(cells) + " |")
+    lines = ["| class | query | matches | stock GIN p50 / p95 | RUM p50 / p95 | p95 ratio | recall (ids / score) | ts_rank overlap |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in report.get("relevance", []):
+        s, g = r["stock_gin_score_all"], r["rum"]
+        lines.append(f"| {r['class']} | `{r['query']}` | {r['matches']:,} | {s['p50']:.0f} / {s['p95']:.0f} | "
+                     f"{g['p50']:.0f} / {g['p95']:.0f} | {r['p95_ratio']} | {r['recall_ids']} / {r['recall_by_score']} | "
+                     f"{r['overlap_with_ts_rank_top20']} |")
+    lines += ["", "| phrase | matches | count(*) GIN p95 | NEWEST+count p95 (ratio) | RELEVANCE+count p95 (ratio) |",
+              "| --- | ---: | ---: | ---: | ---: |"]
+    for r in report.get("phrases", []):
+        lines.append(f"| `{r['query']}` | {r['matches']:,} | {r['plain_count_gin_sql']['p95']:.0f} | "
+                     f"{r['gateway_newest_with_count']['p95']:.0f} ({r['newest_ratio_p95']}) | "
+                     f"{r['gateway_relevance_with_count']['p95']:.0f} ({r['relevance_ratio_p95']}) |")
+    newest = report.get("newest")
+    if newest:
+        lines += ["", f"NEWEST through the gateway, p50 / p95 ms (common-word p95 {newest['common_p95_ms']:.1f}):", ""]
+        for n, c in newest["cells"].items():
+            ratio = f" ({c['ratio_to_common_p95']}x)" if "ratio_to_common_p95" in c else ""
+            lines.append(f"- {n} `{c['query']}`: {c['p50']:.1f} / {c['p95']:.1f}{ratio}")
     return "\n".join(lines)

@@ -1,11 +1,12 @@
 # syntax=docker/dockerfile:1
 # A PostgreSQL 15 node under Patroni, for docker-compose.yml: the official postgres:15.20 image (Debian bookworm)
 # plus Debian's patroni (3.0.2, the release the local stack runs, ops/stack/patroni.py) with its etcd3 client, and
-# pg_repack's extension for online bloat repair (python -m ops repack).
+# pg_repack's extension for online bloat repair (python -m ops repack), and RUM, the index that ranks RELEVANCE
+# searches (the migrations create it; docs/search.md).
 FROM postgres:15.20-bookworm
 
 RUN apt-get update \
- && apt-get install -y --no-install-recommends patroni python3-etcd postgresql-15-repack \
+ && apt-get install -y --no-install-recommends patroni python3-etcd postgresql-15-repack postgresql-15-rum \
  && rm -rf /var/lib/apt/lists/*
 
 COPY ops/docker/patroni.yml /etc/patroni/patroni.yml
