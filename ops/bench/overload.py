@@ -9,6 +9,10 @@ far over the statement budget, a body that is not JSON, and half a request head 
 Recorded per cell: every response by status and ``extensions.code`` (there must be no 5xx other than 503
 ``OVERLOADED``), the p50/p95 of admitted requests, how fast refusals came back (p95), throughput, and how long
 ``/healthz`` took, probed once a second throughout. The report goes to ``docs/bench/overload.json``.
+
+Honest clients wait what ``Retry-After`` says (jittered 0.5-1.5x) after a 429 or 503, as the API asks of
+clients and as load balancers do; ``--no-backoff`` makes them resend at once, a crowd that ignores it. Hostile
+clients never wait.
 """
 
 from __future__ import annotations
@@ -81,7 +85,14 @@ async def _half_head(port: int, hold_s: float) -> None:
 
 
 async def _cell(
-    url: str, clients: int, hostile_share: float, duration_s: float, queries: list[str], ids: list[str]
+    url: str,
+    clients: int,
+    hostile_share: float,
+    duration_s: float,
+    queries: list[str],
+    ids: list[str],
+    *,
+    backoff: bool = True,
 ) -> dict[str, Any]:
     port = int(url.rsplit(":", 1)[1])
     hostile = round(clients * hostile_share)
@@ -112,6 +123,9 @@ async def _cell(
                 elapsed = (time.perf_counter() - started) * 1000
                 outcomes[str(status)] += 1
                 (admitted if status == 200 else refused).append(elapsed)
+                if backoff and status in (429, 503) and conn.retry_after_s:
+                    # As the contract asks of clients (and load balancers do): wait what Retry-After says.
+                    await asyncio.sleep(conn.retry_after_s * (0.5 + rng.random()))
         finally:
             await conn.close()
 
@@ -165,19 +179,23 @@ def run(args: argparse.Namespace) -> int:
         "GATEWAY_RATE_LIMIT_READS_PER_MINUTE": str(10**9),
         "GATEWAY_RATE_LIMIT_WRITES_PER_MINUTE": str(10**9),
     }
-    report: dict[str, Any] = {"machine": machine(), "method": __doc__, "workers": args.workers, "cells": []}
+    report: dict[str, Any] = {
+        "machine": machine(), "method": __doc__, "workers": args.workers, "backoff": args.backoff, "cells": [],
+    }
     with served_gateway(env, workers=args.workers) as served:
         body = httpx.post(
             f"{served.url}/graphql",
             json={"query": '{ search(query: "council", first: 100) { edges { node { id } } } }'},
         ).json()
         ids = [e["node"]["id"] for e in body["data"]["search"]["edges"]]
-        baseline = asyncio.run(_cell(served.url, 1, 0.0, args.duration, queries, ids))
+        baseline = asyncio.run(_cell(served.url, 1, 0.0, args.duration, queries, ids, backoff=args.backoff))
         report["one_client"] = baseline
         say(f"1 client: p50 {baseline['admitted_ms']['p50'] if baseline['admitted_ms'] else '-'} ms")
         for share in (0.0, 0.05):
             for clients in args.clients:
-                cell = asyncio.run(_cell(served.url, clients, share, args.duration, queries, ids))
+                cell = asyncio.run(
+                    _cell(served.url, clients, share, args.duration, queries, ids, backoff=args.backoff)
+                )
                 cell["hostile_share"] = share
                 report["cells"].append(cell)
                 adm = cell["admitted_ms"] or {}
@@ -198,4 +216,8 @@ def main(rest: list[str]) -> int:
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per cell")
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--out", help="name of the JSON file under docs/bench/")
+    parser.add_argument(
+        "--no-backoff", dest="backoff", action="store_false",
+        help="honest clients resend at once after a 429/503 instead of waiting Retry-After (0.5-1.5x, jittered)",
+    )
     return run(parser.parse_args(rest))

@@ -48,6 +48,8 @@ class RawClient:
         self.port = port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        #: The ``Retry-After`` of the last response (seconds), or None when it had none.
+        self.retry_after_s: float | None = None
 
     async def post(self, body: bytes) -> int:
         head = (
@@ -65,13 +67,17 @@ class RawClient:
                 continue
             break
         length = 0
+        self.retry_after_s = None
         while True:
             line = await reader.readline()
             if line in (b"\r\n", b""):
                 break
             name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
+            header = name.strip().lower()
+            if header == b"content-length":
                 length = int(value.strip())
+            elif header == b"retry-after" and value.strip().isdigit():
+                self.retry_after_s = float(value.strip())
         await reader.readexactly(length)
         return int(status_line.split()[1])
 
