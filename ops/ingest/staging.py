@@ -13,8 +13,8 @@ then, in the same transaction:
 Two kinds of bad row can only be seen here, and each is taken out of the stage and reported with its
 position (``file:line``) while the rest of the batch goes on:
 
-* a page number that another page of the same document already holds, stored or earlier in the stage (the
-  first page to claim a number keeps it: a document cannot have two pages 3);
+* a page number that a stored page of the same document already holds (the first page to claim a number
+  keeps it: a document cannot have two pages 3; the reader checks the rows of a run against each other);
 * a row the database refuses as data (SQLSTATE classes 22, 23 and 54: a value out of range, a constraint,
   "string is too long for tsvector"). The merge of a target runs under a savepoint; when it fails for such a
   reason, it is rolled back to the savepoint and retried on halves of the rows, down to the single row at
@@ -115,15 +115,12 @@ _INSERT_NEW = sql.SQL(
 )
 
 
-# A page number that another page of the same document holds: in the target (committed), or earlier in the
-# stage (same worker: a document's rows all go to one worker). Probes meeting_page_document_idx.
+# A page number that another page of the same document already holds in the target. The reader has checked
+# the rows of the run against each other (ops.ingest.loader); this checks them against stored pages, through
+# the (document_id, page_number) index every partition and pending table has (newparts.create_pending).
 _DELETE_DUPLICATE_PAGES = sql.SQL(
-    "DELETE FROM {stage} s WHERE s.target = %s AND ("
-    "EXISTS (SELECT 1 FROM {target} t WHERE t.document_id = s.document_id "
-    "AND t.page_number = s.page_number AND t.id <> s.id) "
-    "OR EXISTS (SELECT 1 FROM {stage} o WHERE o.document_id = s.document_id "
-    "AND o.page_number = s.page_number AND o.id <> s.id AND o.line < s.line)) "
-    "RETURNING s.line, s.page_number"
+    "DELETE FROM {stage} s USING {target} t WHERE s.target = %s AND t.document_id = s.document_id "
+    "AND t.page_number = s.page_number AND t.id <> s.id RETURNING s.line, s.page_number"
 )
 _LINES = sql.SQL("SELECT line FROM {stage} s WHERE " + _RANGE + " ORDER BY line")
 _DROP_LINE = sql.SQL("DELETE FROM {stage} WHERE line = %s")
