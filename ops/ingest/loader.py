@@ -47,13 +47,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import functools
 import queue
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +61,7 @@ from tqdm import tqdm
 
 from migrations import partitions
 from migrations.partitions import Conn
-from ops.ingest import newparts, oversize, staging
+from ops.ingest import finish, newparts, oversize, staging
 from ops.ingest.checkpoint import Checkpoint, CheckpointError, CommitTracker
 from ops.ingest.records import STATE_RE, SUBDOMAIN_RE, BadRow, PageRow, RowError
 from ops.ingest.sources import Source, SourceError
@@ -519,7 +517,7 @@ class _Run:
             self.summary.phases["load"] = time.perf_counter() - started
             self.summary.complete = complete
             if complete:
-                self._finish(conn, conns, router, totals)
+                finish.finish(self.summary, conn, conns, router, totals)
         finally:
             for c in conns:
                 c.close()
@@ -539,40 +537,6 @@ class _Run:
         )
         return totals
 
-    def _finish(self, conn: Conn, conns: list[Conn], router: newparts.Router, totals: staging.Counts) -> None:
-        """Index and attach pending tables, then ANALYZE what was written (each step spread over ``conns``)."""
-        pending = sorted(router.pending.values(), key=lambda p: p.start)
-        began = time.perf_counter()
-        statements = [s for p in pending for s in newparts.index_statements(conn, p.name)]
-        _parallel(conns, [functools.partial(_execute, s) for s in statements])
-        self.summary.phases["index"] = time.perf_counter() - began
-
-        began = time.perf_counter()
-        attached = []
-        for p in pending:
-            self.summary.notes.append(newparts.attach(conn, p))
-            attached.append(p.name)
-        self.summary.phases["attach"] = time.perf_counter() - began
-        self.summary.partitions_created = attached
-        self.summary.pending = []
-
-        began = time.perf_counter()
-        fresh = set(attached)
-        # Freshly built GIN indexes have no pending list; the others collected one entry per written row.
-        written = sorted(t for t in totals.touched if t != partitions.PARENT and t not in fresh)
-        jobs: list[Callable[[Conn], None]] = [functools.partial(_merge_gin_pending, t) for t in written]
-        analyze = sorted(set(written) | fresh)
-        jobs += [
-            functools.partial(_execute, sql.SQL("ANALYZE {}").format(sql.Identifier("public", t)))
-            for t in analyze
-        ]
-        if totals.documents:
-            jobs.append(functools.partial(_execute, sql.SQL("ANALYZE public.meeting_document")))
-        _parallel(conns, jobs)
-        self.summary.analyzed = analyze
-        self.summary.phases["analyze"] = time.perf_counter() - began
-
-
 def _settle(conn: Conn, gids: Sequence[str], decided: Iterable[str]) -> int:
     """COMMIT PREPARED the ``gids`` that are ``decided``, ROLLBACK PREPARED the others; returns how many
     were committed. A gid that is gone already (committed just before a failure) is skipped."""
@@ -586,38 +550,6 @@ def _settle(conn: Conn, gids: Sequence[str], decided: Iterable[str]) -> int:
             continue
         done += gid in commit
     return done
-
-
-def _execute(statement: sql.SQL | sql.Composed, conn: Conn) -> None:
-    conn.execute(statement)
-
-
-def _merge_gin_pending(table: str, conn: Conn) -> None:
-    conn.execute(
-        "SELECT gin_clean_pending_list(x.indexrelid) FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid "
-        "JOIN pg_am a ON a.oid = c.relam WHERE x.indrelid = %s::regclass AND a.amname = 'gin'",
-        [f"public.{table}"],
-    )
-
-
-def _parallel(conns: list[Conn], jobs: Sequence[Callable[[Conn], None]]) -> None:
-    """Run ``jobs`` over the connections, one job per connection at a time; re-raises the first failure."""
-    if not jobs:
-        return
-    free: queue.Queue[Conn] = queue.Queue()
-    for c in conns:
-        free.put(c)
-
-    def one(job: Callable[[Conn], None]) -> None:
-        c = free.get()
-        try:
-            job(c)
-        finally:
-            free.put(c)
-
-    with ThreadPoolExecutor(max_workers=len(conns), thread_name_prefix="ingest-finish") as pool:
-        for future in [pool.submit(one, job) for job in jobs]:
-            future.result()
 
 
 def run_ingest(
