@@ -1,8 +1,8 @@
 """``python -m ops bench ingest``: pages/s until searchable on every node, against the floor of the same run.
 
 For each stack shape (``--replicas 0 2``: a throwaway stack of its own each, so the 1M-page benchmark stack
-is left alone) and each WAL setting to compare (``--wal-compression off lz4 ...``), on an empty, migrated
-database:
+is left alone) and each variant of server settings to compare (``--variants wal_compression=off
+wal_compression=lz4,default_toast_compression=lz4 ...``), on an empty, migrated database:
 
 1. **the floor**: the same pages COPYed over the same number of parallel connections into an UNLOGGED table
    without indexes that computes the same ``search_vector`` (the column's own expression, read from the
@@ -14,8 +14,9 @@ database:
    the primary's final WAL position, and a check that each node finds the same pages for a word.
 
 The rate compared with the floor is pages / (ingest + catch-up). The JSONL corpus is written first (not
-timed) and the COPY data for the floor is prepared in memory (not timed). WAL settings are applied with
-``ALTER SYSTEM`` on the primary and a reload. Results go to ``docs/bench/ingest.json``.
+timed) and the COPY data for the floor is prepared in memory (not timed). A variant's settings are applied
+with ``ALTER SYSTEM`` on the primary and a reload, so the floor and the ingest of a variant run under the same
+settings. Results go to ``docs/bench/ingest.json``.
 """
 
 from __future__ import annotations
@@ -192,9 +193,10 @@ def one_shape(args: argparse.Namespace, replicas: int, jsonl: Path, data: list[b
         primary = layout.direct_dsn(layout.node_names[0])
         standbys = [layout.direct_dsn(n) for n in layout.node_names[1:]]
         runner.migrate(admin)
-        for compression in args.wal_compression:
+        for variant in args.variants:
+            settings = dict(item.split("=", 1) for item in variant.split(","))
             _empty(admin)
-            _set_wal(admin, {"wal_compression": compression})
+            _set_wal(admin, settings)
             floor_s = floor(admin, data)
             with _connect(primary) as conn:
                 row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
@@ -215,7 +217,7 @@ def one_shape(args: argparse.Namespace, replicas: int, jsonl: Path, data: list[b
             floor_rate = args.pages / floor_s
             rate = args.pages / total
             result = {
-                "replicas": replicas, "wal_compression": compression, "pages": args.pages, "workers": args.workers,
+                "replicas": replicas, "settings": variant, "pages": args.pages, "workers": args.workers,
                 "floor_s": round(floor_s, 1), "floor_pages_per_s": round(floor_rate, 1),
                 "ingest_s": round(ingest_s, 1), "catch_up_after_s": round(after_s, 1),
                 "until_searchable_everywhere_s": round(total, 1),
@@ -235,10 +237,10 @@ def one_shape(args: argparse.Namespace, replicas: int, jsonl: Path, data: list[b
 
 
 def markdown(results: list[dict[str, Any]]) -> str:
-    lines = ["| replicas | wal_compression | floor pages/s | ingest s | catch-up s | pages/s until searchable "
+    lines = ["| replicas | settings | floor pages/s | ingest s | catch-up s | pages/s until searchable "
              "| x floor | WAL MB | lag max MB |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in results:
-        lines.append(f"| {r['replicas']} | {r['wal_compression']} | {r['floor_pages_per_s']:,.0f} | {r['ingest_s']} | "
+        lines.append(f"| {r['replicas']} | {r['settings']} | {r['floor_pages_per_s']:,.0f} | {r['ingest_s']} | "
                      f"{r['catch_up_after_s']} | {r['pages_per_s_until_searchable']:,.0f} | {r['ratio_to_floor']} | "
                      f"{r['wal_mb']:,.0f} | {r['lag_during_mb']['max']:,.0f} |")
     return "\n".join(lines)
@@ -275,8 +277,11 @@ def main(rest: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops bench ingest")
     parser.add_argument("--pages", type=int, default=200_000)
     parser.add_argument("--replicas", type=int, nargs="+", default=[0, 2], help="stack shapes to measure")
-    parser.add_argument("--wal-compression", nargs="+", default=["off", "pglz", "lz4", "zstd"],
-                        help="wal_compression values to compare")
+    parser.add_argument(
+        "--variants", nargs="+",
+        default=["wal_compression=off", "wal_compression=lz4",
+                 "wal_compression=lz4,default_toast_compression=lz4"],
+        help="server settings to compare, each 'name=value[,name=value]' (applied with ALTER SYSTEM)")
     parser.add_argument("--base-port", type=int, default=60432)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--keep", action="store_true", help="keep the throwaway stacks")

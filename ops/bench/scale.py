@@ -145,7 +145,7 @@ _SIZES = sql.SQL("""
            (SELECT coalesce(sum(pg_relation_size(x.indexrelid)), 0)
               FROM pg_partition_tree('public.meeting_page') p JOIN pg_index x ON x.indrelid = p.relid
               JOIN pg_class c ON c.oid = x.indexrelid JOIN pg_am a ON a.oid = c.relam
-             WHERE p.isleaf AND a.amname = 'gin'),
+             WHERE p.isleaf AND a.amname IN ('gin', 'rum')),
            coalesce(sum(pg_indexes_size(t.relid)), 0),
            pg_total_relation_size('public.meeting_document'),
            pg_database_size(current_database())
@@ -154,12 +154,13 @@ _SIZES = sql.SQL("""
 
 
 def sizes(conn: Conn) -> dict[str, int]:
-    """Bytes on disk: pages (heap with TOAST; heap alone), GIN, every index, documents, the whole database."""
+    """Bytes on disk: pages (heap with TOAST; heap alone), the full-text index (GIN or RUM), every index,
+    documents, the whole database."""
     row = conn.execute(_SIZES).fetchone()
     assert row is not None
-    table, heap, gin, indexes, documents, database = (int(v) for v in row)
-    return {"pages_table": table, "pages_heap": heap, "pages_toast": table - heap, "gin": gin,
-            "btree_and_other_indexes": indexes - gin, "indexes": indexes, "documents": documents,
+    table, heap, fulltext, indexes, documents, database = (int(v) for v in row)
+    return {"pages_table": table, "pages_heap": heap, "pages_toast": table - heap, "fulltext": fulltext,
+            "btree_and_other_indexes": indexes - fulltext, "indexes": indexes, "documents": documents,
             "database": database}
 
 

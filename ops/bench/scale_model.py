@@ -53,6 +53,11 @@ def fit_linear(points: list[tuple[float, float]]) -> tuple[float, float]:
     return my - k * mx, k
 
 
+def _fulltext(sizes: dict[str, int]) -> int:
+    """The full-text index's bytes (reports before RUM was measured call it ``gin``)."""
+    return int(sizes.get("fulltext", sizes.get("gin", 0)))
+
+
 def _classes(report: dict[str, Any]) -> list[str]:
     return [c["name"] for c in report["classes"]]
 
@@ -141,12 +146,12 @@ def markdown(report: dict[str, Any]) -> str:
                 cells.append(f"{r['gateway']['p50']:.0f} / {r['gateway']['p95']:.0f} ({r['sql']['p50']:.0f})")
         exp = model.get(cls, {}).get("gateway_p50", {}).get("exponent", "")
         lines.append(f"| {cls} | " + " | ".join(cells) + f" | {exp} |")
-    lines += ["", "| pages | database GB | page table GB | GIN GB | other indexes GB | ingest pages/s |",
+    lines += ["", "| pages | database GB | page table GB | full-text index GB | other indexes GB | ingest pages/s |",
               "| ---: | ---: | ---: | ---: | ---: | ---: |"]
     for s in sizes:
         b = s["bytes"]
         lines.append(f"| {s['pages']:,} | {b['database'] / 1e9:.2f} | {b['pages_table'] / 1e9:.2f} | "
-                     f"{b['gin'] / 1e9:.2f} | {b['btree_and_other_indexes'] / 1e9:.2f} | "
+                     f"{_fulltext(b) / 1e9:.2f} | {b['btree_and_other_indexes'] / 1e9:.2f} | "
                      f"{s['ingest']['pages_per_second']:,.0f} |")
     proj = report.get("model", {}).get("projections", {})
     if proj:
@@ -185,9 +190,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
     left.grid(True, which="both", alpha=0.3)
     sizes = report["sizes"]
     xs = [s["pages"] for s in sizes]
-    for key, label in (("database", "database"), ("pages_table", "page table (heap+TOAST)"), ("gin", "GIN"),
+    for key, label in (("database", "database"), ("pages_table", "page table (heap+TOAST)"),
+                       ("fulltext", "full-text index (GIN or RUM)"),
                        ("btree_and_other_indexes", "B-tree and other indexes")):
-        right.plot(xs, [s["bytes"][key] / 1e9 for s in sizes], marker="o", label=label)
+        ys = [(_fulltext(s["bytes"]) if key == "fulltext" else s["bytes"][key]) / 1e9 for s in sizes]
+        right.plot(xs, ys, marker="o", label=label)
     right.set_xscale("log")
     right.set_yscale("log")
     right.set_xlabel("pages")
