@@ -147,7 +147,7 @@ def test_failed_multi_worker_run_commits_no_batch_in_part_and_resume_ends_as_a_c
                 "AND NOT EXISTS (SELECT 1 FROM pg_locks k WHERE k.pid = b.pid AND k.locktype = 'advisory'))"
             )
 
-    with pytest.raises(IngestError, match="loading failed"):
+    with pytest.raises(IngestError):
         ingest_jsonl(admin_dsn, [path], batch_size=batch, workers=2, checkpoint=checkpoint, on_bad_row=kill_a_worker)
     assert leftover_prepared(admin_conn) == []
     line = json.loads(checkpoint.read_text())["positions"][str(path.resolve())]["line"]

@@ -134,11 +134,9 @@ class IngestSummary:
         )
 
 
-def connect(dsn: str, *, autocommit: bool = True) -> Conn:
+def connect(dsn: str, *, autocommit: bool = True, name: str = "civic-ingest") -> Conn:
     """A connection for ingest: no server-side prepared statements (PgBouncer), named in pg_stat_activity."""
-    return psycopg.connect(
-        dsn, autocommit=autocommit, prepare_threshold=None, application_name="civic-ingest"
-    )
+    return psycopg.connect(dsn, autocommit=autocommit, prepare_threshold=None, application_name=name)
 
 
 def ensure_municipality(
@@ -484,7 +482,7 @@ class _Run:
     def _run_locked(self, conn: Conn, sources: Sequence[Source], started: float) -> None:
         router = newparts.Router(conn, partitions.get_width(conn))
         conns = [connect(self.dsn) for _ in range(self.workers)]
-        self._commit_conn = connect(self.dsn) if self.summary.two_phase else None
+        self._commit_conn = connect(self.dsn, name="civic-ingest-commit") if self.summary.two_phase else None
         try:
             workers = [_Worker(self, c, i) for i, c in enumerate(conns)]
             for worker in workers:
