@@ -132,7 +132,7 @@ def project(report: dict[str, Any]) -> dict[str, Any]:
 def markdown(report: dict[str, Any]) -> str:
     """The tables docs/scaling.md shows: p50/p95 per class and size, sizes, ingest, and the fits."""
     sizes = report["sizes"]
-    head = "| class | " + " | ".join(f"{s['pages'] / 1e6:g}M" for s in sizes) + " | exponent (p50) |"
+    head = "| class | " + " | ".join(f"{s['pages']:,}" for s in sizes) + " | exponent (p50) |"
     lines = ["Gateway p50 / p95 ms (direct SQL p50 in brackets):", "", head,
              "|" + " --- |" * (len(sizes) + 2)]
     model = report.get("model", {}).get("classes", {})
