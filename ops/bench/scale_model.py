@@ -178,7 +178,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
             continue
         (line,) = left.plot([n for n, _ in pts], [y for _, y in pts], marker="o", label=cls)
         fit = model.get(cls, {}).get("gateway_p50")
-        if fit:
+        # A negative exponent is noise (a cost does not fall as the corpus grows): not extrapolated.
+        if fit and fit["exponent"] >= 0:
             xs = [pts[0][0] * 1.5**i for i in range(40) if pts[0][0] * 1.5**i <= PROJECT_TO[-1] * 1.01]
             left.plot(xs, [at(fit, x) for x in xs], linestyle=":", color=line.get_color())
     left.set_xscale("log")
