@@ -41,6 +41,10 @@ def main(what: str, rest: list[str]) -> int:
         from ops.bench import compression
 
         return int(compression.main(rest))
+    if what == "scale":
+        from ops.bench import scale
+
+        return int(scale.main(rest))
     if what == "tracing":
         from ops.bench import tracing
 
@@ -68,7 +72,7 @@ def main(what: str, rest: list[str]) -> int:
         "search": bench_search, "partitions": bench_partitions, "relevance": bench_relevance,
         "explain": bench_explain}
     if what not in benches:
-        choices = [*benches, "cache", "ingest", "tracing", "load", "serving", "overload", "compression"]
+        choices = [*benches, "cache", "ingest", "scale", "tracing", "load", "serving", "overload", "compression"]
         print(f"unknown benchmark {what!r}; choose from {', '.join(choices)}", file=sys.stderr)
         return 2
     return benches[what](args)

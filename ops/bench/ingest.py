@@ -1,98 +1,291 @@
-"""``python -m ops bench ingest``: N pages from JSONL until searchable (indexes built, ANALYZE done).
+"""``python -m ops bench ingest``: pages/s until searchable on every node, against the floor of the same run.
 
-The run uses a throwaway stack of its own (so the 1M-page benchmark stack is left alone), migrated and empty,
-writes the synthetic corpus as JSONL first (not timed), then times ``python -m ops ingest``'s engine
-end to end, with its phases. As a baseline in the same run it times a plain COPY of the same rows into an
-unindexed table without the tsvector (the floor any ingest pays for moving the bytes), and reports both.
+For each stack shape (``--replicas 0 2``: a throwaway stack of its own each, so the 1M-page benchmark stack
+is left alone) and each variant of server settings to compare (``--variants wal_compression=off
+wal_compression=lz4,default_toast_compression=lz4 ...``), on an empty, migrated database:
+
+1. **the floor**: the same pages COPYed over the same number of parallel connections into an UNLOGGED table
+   without indexes that computes the same ``search_vector`` (the column's own expression, read from the
+   catalogue): the work no design avoids, moving the bytes and computing every vector once;
+2. **ingest**: ``python -m ops ingest``'s engine (:func:`ops.ingest.ingest_jsonl`) end to end, new partitions
+   loaded, indexed and attached, ANALYZE done; while it runs, every replica's replay lag is sampled twice a
+   second (bytes behind the primary's current WAL position);
+3. **until searchable on every node**: after the ingest returns, the time until every replica has replayed
+   the primary's final WAL position, and a check that each node finds the same pages for a word.
+
+The rate compared with the floor is pages / (ingest + catch-up). The JSONL corpus is written first (not
+timed) and the COPY data for the floor is prepared in memory (not timed). A variant's settings are applied
+with ``ALTER SYSTEM`` on the primary and a reload, so the floor and the ingest of a variant run under the same
+settings. Results go to ``docs/bench/ingest.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from ops import stack
-from ops.bench.report import machine, write_report
+from ops.bench.report import machine, say, write_report
+
+_EXPRESSION = """
+    SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d
+      JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+     WHERE d.adrelid = 'public.meeting_page'::regclass AND a.attname = 'search_vector'
+"""
+
+
+def _connect(dsn: str) -> psycopg.Connection[Any]:
+    return psycopg.connect(dsn, autocommit=True, prepare_threshold=None)
+
+
+def _copy_text(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def floor_data(jsonl: Path, workers: int) -> list[bytes]:
+    """The pages as COPY text, split into ``workers`` shares (prepared before timing)."""
+    shares: list[list[str]] = [[] for _ in range(workers)]
+    with jsonl.open(encoding="utf-8") as src:
+        for i, line in enumerate(src):
+            row = json.loads(line)
+            shares[i % workers].append(
+                f"{_copy_text(row['id'])}\t{row['date']}\t{row['page']}\t{_copy_text(row['text'])}\n"
+            )
+    return ["".join(s).encode() for s in shares]
+
+
+def floor(admin: str, data: list[bytes]) -> float:
+    """Seconds to COPY ``data`` in parallel into an unlogged, unindexed table computing the same vector."""
+    with _connect(admin) as conn:
+        row = conn.execute(_EXPRESSION).fetchone()
+        expression = sql.SQL(str(row[0]) if row else "to_tsvector('public.civic'::regconfig, text)")
+        conn.execute("DROP TABLE IF EXISTS public.bench_floor")
+        conn.execute(
+            sql.SQL(
+                "CREATE UNLOGGED TABLE public.bench_floor (id text, meeting_date date, page_number int, text text, "
+                "search_vector tsvector GENERATED ALWAYS AS ({}) STORED)"
+            ).format(expression)
+        )
+
+    def one(chunk: bytes) -> None:
+        with _connect(admin) as c, c.cursor() as cur:
+            with cur.copy("COPY public.bench_floor (id, meeting_date, page_number, text) FROM STDIN") as copy:
+                for start in range(0, len(chunk), 1 << 20):
+                    copy.write(chunk[start : start + (1 << 20)])
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=len(data)) as pool:
+        for future in [pool.submit(one, d) for d in data]:
+            future.result()
+    seconds = time.perf_counter() - started
+    with _connect(admin) as conn:
+        conn.execute("DROP TABLE public.bench_floor")
+    return seconds
+
+
+class LagSampler(threading.Thread):
+    """Samples every replica's replay lag behind the primary (bytes) until stopped."""
+
+    def __init__(self, primary: str, replicas: list[str], interval_s: float = 0.5) -> None:
+        super().__init__(daemon=True)
+        self.primary = primary
+        self.replicas = replicas
+        self.interval_s = interval_s
+        self.samples: list[int] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        with contextlib.ExitStack() as stack_:
+            conns = [stack_.enter_context(_connect(d)) for d in [self.primary, *self.replicas]]
+            while not self._halt.is_set():
+                with contextlib.suppress(psycopg.Error):
+                    row = conns[0].execute("SELECT pg_current_wal_lsn()::text").fetchone()
+                    head = str(row[0]) if row else "0/0"
+                    worst = 0
+                    for c in conns[1:]:
+                        got = c.execute(
+                            "SELECT pg_wal_lsn_diff(%s::pg_lsn, coalesce(pg_last_wal_replay_lsn(), '0/0'))", [head]
+                        ).fetchone()
+                        worst = max(worst, int(got[0]) if got and got[0] is not None else 0)
+                    self.samples.append(worst)
+                self._halt.wait(self.interval_s)
+
+    def stop(self) -> list[int]:
+        self._halt.set()
+        self.join()
+        return self.samples
+
+
+def catch_up(primary: str, replicas: list[str], timeout_s: float = 1800.0) -> float:
+    """Seconds until every replica has replayed the primary's current WAL position."""
+    with _connect(primary) as conn:
+        row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+        target = str(row[0]) if row else "0/0"
+    started = time.perf_counter()
+    for dsn in replicas:
+        with _connect(dsn) as conn:
+            while True:
+                got = conn.execute(
+                    "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", [target]
+                ).fetchone()
+                if got and got[0]:
+                    break
+                if time.perf_counter() - started > timeout_s:
+                    raise RuntimeError(f"a replica did not catch up within {timeout_s:.0f} s")
+                time.sleep(0.1)
+    return time.perf_counter() - started
+
+
+def _empty(admin: str) -> None:
+    """Back to an empty database: every partition dropped (the ingest makes its own), tables truncated."""
+    with _connect(admin) as conn:
+        parts = conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = 'public.meeting_page'::regclass AND c.relname <> 'meeting_page_default'"
+        ).fetchall()
+        for (name,) in parts:
+            conn.execute(sql.SQL("DROP TABLE {}").format(sql.Identifier("public", str(name))))
+        conn.execute("TRUNCATE public.meeting_page, public.meeting_document, public.municipality RESTART IDENTITY CASCADE")
+        conn.execute("CHECKPOINT")
+
+
+def _set_wal(admin: str, settings: dict[str, str]) -> None:
+    with _connect(admin) as conn:
+        for name, value in settings.items():
+            conn.execute(sql.SQL("ALTER SYSTEM SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
+        conn.execute("SELECT pg_reload_conf()")
+
+
+def _searchable(dsns: list[str]) -> list[int]:
+    counts = []
+    for dsn in dsns:
+        with _connect(dsn) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM public.meeting_page WHERE search_vector @@ "
+                "websearch_to_tsquery('public.civic', 'council')"
+            ).fetchone()
+            counts.append(int(row[0]) if row else 0)
+    return counts
+
+
+def one_shape(args: argparse.Namespace, replicas: int, jsonl: Path, data: list[bytes], work: Path) -> list[dict[str, Any]]:
+    from migrations import runner
+    from ops.ingest import ingest_jsonl
+
+    directory = work / f"stack-{replicas}"
+    results = []
+    try:
+        layout = stack.up(directory, replicas=replicas, base_port=args.base_port + 20 * replicas,
+                          memory_mb=args.memory_mb)
+        admin = layout.bouncer_dsn("node1_session", user="postgres")
+        primary = layout.direct_dsn(layout.node_names[0])
+        standbys = [layout.direct_dsn(n) for n in layout.node_names[1:]]
+        runner.migrate(admin)
+        for variant in args.variants:
+            settings = dict(item.split("=", 1) for item in variant.split(","))
+            _empty(admin)
+            _set_wal(admin, settings)
+            floor_s = floor(admin, data)
+            with _connect(primary) as conn:
+                row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
+                wal_start = str(row[0]) if row else "0/0"
+            sampler = LagSampler(primary, standbys) if standbys else None
+            if sampler:
+                sampler.start()
+            started = time.perf_counter()
+            summary = ingest_jsonl(admin, [jsonl], workers=args.workers, progress=False)
+            ingest_s = time.perf_counter() - started
+            lag = sampler.stop() if sampler else []
+            after_s = catch_up(primary, standbys) if standbys else 0.0
+            with _connect(primary) as conn:
+                row = conn.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", [wal_start]).fetchone()
+                wal_bytes = int(row[0]) if row else 0
+            counts = _searchable([primary, *standbys])
+            total = ingest_s + after_s
+            floor_rate = args.pages / floor_s
+            rate = args.pages / total
+            result = {
+                "replicas": replicas, "settings": variant, "pages": args.pages, "workers": args.workers,
+                "floor_s": round(floor_s, 1), "floor_pages_per_s": round(floor_rate, 1),
+                "ingest_s": round(ingest_s, 1), "catch_up_after_s": round(after_s, 1),
+                "until_searchable_everywhere_s": round(total, 1),
+                "pages_per_s_until_searchable": round(rate, 1), "ratio_to_floor": round(rate / floor_rate, 3),
+                "phases_s": {k: round(v, 1) for k, v in summary.phases.items()},
+                "two_phase": summary.two_phase, "wal_mb": round(wal_bytes / 1e6, 1),
+                "lag_during_mb": {"max": round(max(lag, default=0) / 1e6, 1),
+                                  "mean": round(sum(lag) / len(lag) / 1e6, 1) if lag else 0.0},
+                "council_pages_per_node": counts, "load_average": [round(x, 2) for x in os.getloadavg()],
+            }
+            say(json.dumps(result))
+            results.append(result)
+    finally:
+        if not args.keep:
+            stack.destroy(directory)
+    return results
+
+
+def markdown(results: list[dict[str, Any]]) -> str:
+    lines = ["| replicas | settings | floor pages/s | ingest s | catch-up s | pages/s until searchable "
+             "| x floor | WAL MB | lag max MB |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        lines.append(f"| {r['replicas']} | {r['settings']} | {r['floor_pages_per_s']:,.0f} | {r['ingest_s']} | "
+                     f"{r['catch_up_after_s']} | {r['pages_per_s_until_searchable']:,.0f} | {r['ratio_to_floor']} | "
+                     f"{r['wal_mb']:,.0f} | {r['lag_during_mb']['max']:,.0f} |")
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    from migrations import runner
     from ops.corpus.jsonl import write_corpus_jsonl
-    from ops.ingest import ingest_jsonl
 
+    at_start = machine()
     work = Path(tempfile.mkdtemp(prefix="civic-bench-ingest-"))
-    work.chmod(0o755)  # the stack inside it runs as the postgres user, who must be able to walk into it
-    directory = Path(args.dir) if args.dir else work / "stack"
+    work.chmod(0o755)  # the stacks inside it run as the postgres user, who must be able to walk into it
     jsonl = Path(args.jsonl) if args.jsonl else work / "pages.jsonl"
     try:
         if not jsonl.exists():
             started = time.monotonic()
             lines = write_corpus_jsonl(jsonl, args.pages, seed=1)
-            print(f"wrote {lines:,} JSONL lines ({jsonl.stat().st_size / 1e9:.2f} GB) in "
-                  f"{time.monotonic() - started:.0f} s (not timed)", flush=True)
-        layout = stack.up(directory, replicas=args.replicas, base_port=args.base_port, memory_mb=args.memory_mb)
-        admin = layout.bouncer_dsn("node1_session", user="postgres")
-        runner.migrate(admin)
-        baseline = _copy_baseline(admin, jsonl)
-        summary = ingest_jsonl(admin, [jsonl], workers=args.workers or (os.cpu_count() or 2), progress=True)
-        with psycopg.connect(admin, autocommit=True, prepare_threshold=None) as conn:
-            row = conn.execute(
-                "SELECT count(*) FROM meeting_page WHERE search_vector @@ websearch_to_tsquery('public.civic', 'council')"
-            ).fetchone()
-        report = {
-            "benchmark": "ingest",
-            "pages": args.pages,
-            "replicas": args.replicas,
-            "workers": args.workers or os.cpu_count(),
-            "seconds": round(summary.seconds, 1),
-            "pages_per_second": round(summary.pages_per_second, 1),
-            "phases_s": {k: round(v, 1) for k, v in summary.phases.items()},
-            "inserted": summary.inserted,
-            "skipped": summary.skipped,
-            "searchable_council_pages": int(row[0]) if row else 0,
-            "baseline_plain_copy_s": baseline,
-            "target_s": 150,
-            "machine": machine(),
-        }
-        out = write_report("ingest", report)
-        print(json.dumps(report, indent=2))
-        print(f"written to {out}")
+            say(f"wrote {lines:,} JSONL lines ({jsonl.stat().st_size / 1e9:.2f} GB) in "
+                f"{time.monotonic() - started:.0f} s (not timed)")
+        data = floor_data(jsonl, args.workers)
+        results = []
+        for replicas in args.replicas:
+            results += one_shape(args, replicas, jsonl, data, work)
+        report = {"benchmark": "ingest", "pages": args.pages, "workers": args.workers, "machine": at_start,
+                  "machine_at_end": machine(), "target_ratio_with_2_replicas": 0.5, "results": results}
+        out = write_report(args.out, report)
+        say(markdown(results))
+        say(f"written to {out}")
         return 0
     finally:
-        if not args.dir and not args.keep:
-            stack.destroy(directory)
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _copy_baseline(admin: str, jsonl: Path) -> float:
-    """COPY the rows' text into an unlogged, unindexed table with no tsvector: the cost of moving the bytes."""
-    with psycopg.connect(admin, autocommit=True, prepare_threshold=None) as conn:
-        conn.execute("CREATE UNLOGGED TABLE IF NOT EXISTS bench_copy (id text, day date, page int, text text)")
-        started = time.monotonic()
-        with conn.cursor() as cur, cur.copy("COPY bench_copy FROM STDIN") as copy, jsonl.open() as src:
-            for line in src:
-                row = json.loads(line)
-                copy.write_row((row["id"], row["date"], row["page"], row["text"]))
-        seconds = time.monotonic() - started
-        conn.execute("DROP TABLE bench_copy")
-    return round(seconds, 1)
 
 
 def main(rest: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops bench ingest")
-    parser.add_argument("--pages", type=int, default=1_000_000)
-    parser.add_argument("--dir", default="", help="stack folder (default: a throwaway one, deleted afterwards)")
-    parser.add_argument("--base-port", type=int, default=52432)
-    parser.add_argument("--replicas", type=int, default=2)
-    parser.add_argument("--workers", type=int, default=0)
-    parser.add_argument("--keep", action="store_true", help="keep the throwaway stack")
+    parser.add_argument("--pages", type=int, default=200_000)
+    parser.add_argument("--replicas", type=int, nargs="+", default=[0, 2], help="stack shapes to measure")
+    parser.add_argument(
+        "--variants", nargs="+",
+        default=["wal_compression=off", "wal_compression=lz4",
+                 "wal_compression=lz4,default_toast_compression=lz4"],
+        help="server settings to compare, each 'name=value[,name=value]' (applied with ALTER SYSTEM)")
+    parser.add_argument("--base-port", type=int, default=60432)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--keep", action="store_true", help="keep the throwaway stacks")
     parser.add_argument("--jsonl", default="", help="reuse (or keep) the corpus JSONL at this path")
-    parser.add_argument("--memory-mb", type=int, default=4096, help="RAM each node plans for")
+    parser.add_argument("--memory-mb", type=int, default=2048, help="RAM each node plans for")
+    parser.add_argument("--out", default="ingest", help="name of the JSON under docs/bench/")
     return run(parser.parse_args(rest))

@@ -45,6 +45,8 @@ _CLEAN_GIN_PENDING = """
       JOIN pg_am a ON a.oid = c.relam
      WHERE p.inhparent = 'public.meeting_page'::regclass AND a.amname = 'gin'
 """
+# (modulus, residues): the documents at positions i with i % modulus in residues (a step of a growing corpus).
+Selection = tuple[int, tuple[int, ...]]
 _CHUNK_CHARS = 1 << 20  # hand psycopg about 1 MB at a time: few calls, bounded memory
 
 
@@ -139,11 +141,23 @@ def _connect(dsn: str, *, autocommit: bool = False) -> psycopg.Connection[tuple[
     return psycopg.connect(dsn, prepare_threshold=None, autocommit=autocommit)
 
 
-def _load_share(dsn: str, pages: int, seed: int, first: int, stop: int) -> int:
-    """Worker process: generate and COPY the pages of documents [first, stop); returns the bytes of text."""
+def select(documents: Sequence[Document], selection: Selection | None) -> Sequence[Document]:
+    """The documents whose position in ``documents`` is one of the selection's residues (all when None)."""
+    if selection is None:
+        return documents
+    modulus, residues = selection
+    return [d for i, d in enumerate(documents) if i % modulus in residues]
+
+
+def _load_share(
+    dsn: str, pages: int, seed: int, first: int, stop: int, selection: Selection | None = None
+) -> int:
+    """Worker process: generate and COPY the pages of documents [first, stop) of the selection; returns the
+    bytes of text."""
     corpus = plan(pages, seed)  # cheap next to the pages, and identical in every process
     with _connect(dsn) as conn:
-        return _copy_pages(conn, corpus, corpus.documents[first:stop], _Progress(_worker_counter))
+        chosen = select(corpus.documents, selection)
+        return _copy_pages(conn, corpus, chosen[first:stop], _Progress(_worker_counter))
 
 
 def _shares(documents: Sequence[Document], workers: int) -> list[tuple[int, int]]:
@@ -276,7 +290,13 @@ def load(dsn: str, *, pages: int, seed: int = 1, workers: int = 2, progress: boo
     return stats
 
 
-def _parallel(dsn: str, corpus: Plan, shares: list[tuple[int, int]], bar: tqdm[NoReturn] | None) -> int:
+def _parallel(
+    dsn: str,
+    corpus: Plan,
+    shares: list[tuple[int, int]],
+    bar: tqdm[NoReturn] | None,
+    selection: Selection | None = None,
+) -> int:
     # spawn, not fork: the parent holds open libpq connections and tqdm's monitor thread, neither of which
     # may be duplicated into a child.
     context = multiprocessing.get_context("spawn")
@@ -284,7 +304,7 @@ def _parallel(dsn: str, corpus: Plan, shares: list[tuple[int, int]], bar: tqdm[N
     with concurrent.futures.ProcessPoolExecutor(
         max_workers=len(shares), mp_context=context, initializer=_init_worker, initargs=(counter,)
     ) as pool:
-        futures = [pool.submit(_load_share, dsn, corpus.pages, corpus.seed, a, b) for a, b in shares]
+        futures = [pool.submit(_load_share, dsn, corpus.pages, corpus.seed, a, b, selection) for a, b in shares]
         shown = 0
         pending: set[concurrent.futures.Future[int]] = set(futures)
         while pending:

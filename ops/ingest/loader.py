@@ -15,6 +15,14 @@ How a run goes:
    rewritten, no vector recomputed), UPDATE the changed ones and INSERT the new ones. The server computes
    ``search_vector`` (to_tsvector) as rows are written, so N backends keep N cores busy; Python only parses.
 4. As chunks commit, the checkpoint moves past every chunk committed in order (:mod:`ops.ingest.checkpoint`).
+   A chunk is never committed in part: with more than one worker, each worker's share is a *prepared*
+   transaction (``PREPARE TRANSACTION``), and the shares of a chunk are committed together once all of them
+   are prepared, after the decision is saved in the checkpoint. A run that fails rolls back the shares it
+   prepared and did not commit; a run that finds shares left by a process that died settles them by the
+   checkpoint's decision (commit) or its absence (roll back). So after any failure the database holds
+   exactly the chunks before the checkpoint, and ``--resume`` goes on from there. This needs
+   ``max_prepared_transactions`` of at least :data:`IN_FLIGHT` per worker (the local stack sets 64); with
+   less, or one worker, shares commit on their own as before and the run says so in its notes.
 5. At the end: pending tables get the parent's indexes (in parallel) and are attached, and the partitions
    written to are ANALYZEd (and their GIN pending lists merged) in parallel.
 
@@ -25,6 +33,11 @@ so two workers never insert the same document or page at once and the last versi
 that moves to another document within one input is the one case that can race; the upsert keeps the data
 consistent either way, and a deadlock is retried once.
 
+Bad rows never stop a run: a row that breaks a rule (:mod:`ops.ingest.records`), a page number its document
+already has (checked here over the chunks in flight, and against stored pages in :mod:`ops.ingest.staging`),
+and a row the database refuses are skipped and reported with their position. A text whose search vector would
+be too large is cut by the rule of :mod:`ops.ingest.oversize` and reported as a warning.
+
 Counts add up: ``read = inserted + updated + unchanged + superseded + skipped``, where ``superseded`` counts
 rows replaced by a later row for the same page key in the same chunk.
 """
@@ -34,12 +47,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import functools
 import queue
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +61,7 @@ from tqdm import tqdm
 
 from migrations import partitions
 from migrations.partitions import Conn
-from ops.ingest import newparts, staging
+from ops.ingest import finish, newparts, oversize, staging
 from ops.ingest.checkpoint import Checkpoint, CheckpointError, CommitTracker
 from ops.ingest.records import STATE_RE, SUBDOMAIN_RE, BadRow, PageRow, RowError
 from ops.ingest.sources import Source, SourceError
@@ -59,6 +71,11 @@ LOCK_KEY = 0x63696E67  # "cing": the advisory lock every ingest run holds (migra
 MAX_BAD_ROWS_KEPT = 1000
 _QUEUE_DEPTH = 2  # tasks waiting per worker: enough to keep it busy while the reader parses the next chunk
 _STOP = None
+# Chunks read but not committed yet, at most. Bounds the prepared transactions (IN_FLIGHT per worker) and the
+# reader's window of recent documents for the duplicate page-number check (older chunks are committed, and
+# staging checks against committed pages).
+IN_FLIGHT = 6
+GID_PREFIX = "civic-ingest-"  # global ids of prepared shares: civic-ingest-<run>-<chunk>-<worker>
 
 
 class IngestError(RuntimeError):
@@ -95,7 +112,9 @@ class IngestSummary:
     pending: list[str] = dataclasses.field(default_factory=list)  # left for a later run to attach
     analyzed: list[str] = dataclasses.field(default_factory=list)
     bad_rows: list[BadRow] = dataclasses.field(default_factory=list)
+    cut: list[BadRow] = dataclasses.field(default_factory=list)  # texts cut to fit a search vector (warnings)
     notes: list[str] = dataclasses.field(default_factory=list)
+    two_phase: bool = False  # chunks committed whole with prepared transactions
 
     @property
     def pages_per_second(self) -> float:
@@ -115,11 +134,9 @@ class IngestSummary:
         )
 
 
-def connect(dsn: str, *, autocommit: bool = True) -> Conn:
+def connect(dsn: str, *, autocommit: bool = True, name: str = "civic-ingest") -> Conn:
     """A connection for ingest: no server-side prepared statements (PgBouncer), named in pg_stat_activity."""
-    return psycopg.connect(
-        dsn, autocommit=autocommit, prepare_threshold=None, application_name="civic-ingest"
-    )
+    return psycopg.connect(dsn, autocommit=autocommit, prepare_threshold=None, application_name=name)
 
 
 def ensure_municipality(
@@ -157,6 +174,7 @@ class _Worker(threading.Thread):
     def __init__(self, run: _Run, conn: Conn, index: int) -> None:
         super().__init__(name=f"ingest-worker-{index}", daemon=True)
         self.run_ = run
+        self.index = index
         self.conn = conn
         self.tasks: queue.Queue[staging.Task | None] = queue.Queue(maxsize=_QUEUE_DEPTH)
         self.counts = staging.Counts()
@@ -167,22 +185,27 @@ class _Worker(threading.Thread):
             if self.run_.failed.is_set():
                 continue  # drain: another worker failed or the reader stopped
             try:
-                self._apply_with_retry(task)
+                gid = self._apply_with_retry(task)
+                self.run_.tracker.task_done(task.seq, gid)
             except BaseException as exc:
                 self.error = exc
                 self.run_.failed.set()
                 continue
-            self.run_.tracker.task_done(task.seq)
 
-    def _apply_with_retry(self, task: staging.Task) -> None:
+    def _apply_with_retry(self, task: staging.Task) -> str | None:
         try:
-            self._apply(task)
+            return self._apply(task)
         except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
-            self._apply(task)  # the transaction was rolled back whole; once more is enough
+            return self._apply(task)  # the transaction was rolled back whole; once more is enough
 
-    def _apply(self, task: staging.Task) -> None:
-        # Counted only once committed: a rolled-back attempt must not count.
-        self.counts.add(staging.apply(self.conn, task))
+    def _apply(self, task: staging.Task) -> str | None:
+        gid = f"{self.run_.gid_base}-{task.seq}-{self.index}" if self.run_.summary.two_phase else None
+        counts = staging.apply(self.conn, task, prepare_as=gid)
+        # Counted only once committed or prepared: a rolled-back attempt must not count.
+        for line, reason in counts.rejected:
+            self.run_.skip(BadRow(task.where[line], reason))
+        self.counts.add(counts)
+        return gid
 
 
 class _Run:
@@ -198,6 +221,7 @@ class _Run:
         progress: bool,
         max_batches: int | None,
         on_bad_row: Callable[[BadRow], None] | None,
+        decided: Sequence[str] = (),
     ) -> None:
         if workers < 1 or batch_size < 1:
             raise ValueError("workers and batch_size must be >= 1")
@@ -207,14 +231,20 @@ class _Run:
         self.checkpoint = checkpoint
         self.max_batches = max_batches
         self.on_bad_row = on_bad_row
+        self.decided = set(decided)  # gids an earlier run's checkpoint decided to commit
         self.summary = IngestSummary(workers=workers)
         self.failed = threading.Event()
+        self.gid_base = GID_PREFIX + secrets.token_hex(4)
+        self._skip_lock = threading.Lock()  # workers report the rows the database refused
+        self._commit_conn: Conn | None = None
+        # Documents of the chunks in flight: (subdomain, meeting, date, type) -> (last chunk, page -> page id).
+        self._recent: dict[tuple[str, str, dt.date, str], tuple[int, dict[int, str]]] = {}
         self.bar: tqdm[Any] | None = (
             tqdm(unit="page", unit_scale=True, smoothing=0.05, dynamic_ncols=True, desc="ingest")
             if progress
             else None
         )
-        self.tracker = CommitTracker(checkpoint, on_advance=self._advanced)
+        self.tracker = CommitTracker(checkpoint, on_advance=self._advanced, commit=self._commit_prepared)
         self._towns: dict[str, int | str] = {}  # subdomain -> id, or why its rows are skipped
 
     def _advanced(self, pages: int) -> None:
@@ -240,12 +270,44 @@ class _Run:
         self.summary.municipalities_created += created
         return town_id
 
-    def _skip(self, bad: BadRow) -> None:
-        self.summary.skipped += 1
-        if len(self.summary.bad_rows) < MAX_BAD_ROWS_KEPT:
-            self.summary.bad_rows.append(bad)
-        if self.on_bad_row is not None:
-            self.on_bad_row(bad)
+    def skip(self, bad: BadRow) -> None:
+        """Count and report a bad row (the reader and the workers call this)."""
+        with self._skip_lock:
+            self.summary.skipped += 1
+            if len(self.summary.bad_rows) < MAX_BAD_ROWS_KEPT:
+                self.summary.bad_rows.append(bad)
+            if self.on_bad_row is not None:
+                self.on_bad_row(bad)
+
+    def _commit_prepared(self, gids: list[str]) -> None:
+        assert self._commit_conn is not None
+        for gid in gids:
+            self._commit_conn.execute(sql.SQL("COMMIT PREPARED {}").format(sql.Literal(gid)))
+
+    def _duplicate_page(self, seq: int, row: PageRow) -> str | None:
+        """Why ``row`` repeats a page number of its document among the chunks in flight (None: it does not)."""
+        key = (row.subdomain, row.meeting, row.date, row.document_type)
+        entry = self._recent.get(key)
+        pages = entry[1] if entry is not None else {}
+        self._recent[key] = (seq, pages)
+        holder = pages.setdefault(row.page, row.page_id)
+        if holder != row.page_id:
+            return f"page {row.page} of this document is already page id {holder!r}"
+        return None
+
+    def _forget_old_documents(self, seq: int) -> None:
+        if seq % IN_FLIGHT == 0:
+            self._recent = {k: v for k, v in self._recent.items() if v[0] > seq - 2 * IN_FLIGHT}
+
+    def _fit_text(self, checker: oversize.VectorCheck, row: PageRow, where: str) -> PageRow:
+        cut = checker.cut(row.text)
+        if cut is None:
+            return row
+        dropped = len(row.text) - len(cut)
+        self.summary.cut.append(
+            BadRow(where, f"text cut to {len(cut):,} characters ({dropped:,} dropped) to fit a search vector")
+        )
+        return dataclasses.replace(row, text=cut)
 
     def _feed(
         self, conn: Conn, router: newparts.Router, sources: Sequence[Source], workers: list[_Worker]
@@ -254,6 +316,7 @@ class _Run:
         seq = 0
         bytes_seen = records_seen = 0
         read_seconds = 0.0
+        checker = oversize.VectorCheck(conn)
         try:
             for source in sources:
                 chunks = source.chunks(self.batch_size, self.checkpoint.get(source.key))
@@ -267,17 +330,24 @@ class _Run:
                         break
                     self.summary.read += chunk.read
                     for bad in chunk.bad:
-                        self._skip(bad)
-                    by_key: dict[tuple[str, dt.date], tuple[int, PageRow]] = {}
+                        self.skip(bad)
+                    self._wait_in_flight(seq)
+                    self._forget_old_documents(seq)
+                    by_key: dict[tuple[str, dt.date], tuple[int, PageRow, str]] = {}
                     for row, where in zip(chunk.rows, chunk.where, strict=True):
                         try:
                             town = self._municipality(conn, row)
                         except RowError as exc:
-                            self._skip(BadRow(where, str(exc)))
+                            self.skip(BadRow(where, str(exc)))
                             continue
                         if row.key in by_key:
                             self.summary.superseded += 1
-                        by_key[row.key] = (town, row)  # the later row for a page key wins
+                        by_key[row.key] = (town, self._fit_text(checker, row, where), where)  # later row wins
+                    for key, (_, row, where) in list(by_key.items()):
+                        problem = self._duplicate_page(seq, row)
+                        if problem is not None:
+                            del by_key[key]
+                            self.skip(BadRow(where, problem))
                     tasks = self._split(seq, router, by_key.values())
                     self.tracker.register(
                         seq, tasks=len(tasks), source=chunk.source, position=chunk.position, pages=chunk.read
@@ -295,16 +365,23 @@ class _Run:
         finally:
             self.summary.phases["read"] = read_seconds
 
+    def _wait_in_flight(self, seq: int) -> None:
+        """Hold the reader while :data:`IN_FLIGHT` chunks are uncommitted (or stop when a worker failed)."""
+        while not self.tracker.wait_below(seq, IN_FLIGHT, timeout=0.2):
+            if self.failed.is_set():
+                raise _WorkerFailed
+
     def _split(
-        self, seq: int, router: newparts.Router, rows: Iterable[tuple[int, PageRow]]
+        self, seq: int, router: newparts.Router, rows: Iterable[tuple[int, PageRow, str]]
     ) -> list[tuple[int, staging.Task]]:
         tasks: dict[int, staging.Task] = {}
         target_index: dict[tuple[int, str], int] = {}
-        for town, row in rows:
+        for town, row, where in rows:
             worker = hash((town, row.meeting, row.date, row.document_type)) % self.workers
             task = tasks.get(worker)
             if task is None:
-                task = tasks[worker] = staging.Task(seq, [], [])
+                stage = f"{self.gid_base.replace('-', '_')}_stage_{seq}_{worker}"
+                task = tasks[worker] = staging.Task(seq, stage, [], [])
             target = router.target(row.date)
             index = target_index.get((worker, target))
             if index is None:
@@ -313,6 +390,7 @@ class _Run:
             task.rows.append(
                 (
                     index,
+                    len(task.where),
                     row.page_id,
                     row.date,
                     town,
@@ -323,6 +401,7 @@ class _Run:
                     row.page_image,
                 )
             )
+            task.where.append(where)
         return sorted(tasks.items(), key=lambda item: item[0])
 
     def _put(self, worker: _Worker, task: staging.Task) -> None:
@@ -361,6 +440,7 @@ class _Run:
                         "another ingest is running against this database; wait for it to finish"
                     )
                 try:
+                    self._settle_leftovers(conn)
                     self._run_locked(conn, sources, started)
                 finally:
                     # A broken connection has released the lock already; its error must not hide the first.
@@ -376,12 +456,34 @@ class _Run:
         self.summary.seconds = time.perf_counter() - started
         return self.summary
 
+    def _settle_leftovers(self, conn: Conn) -> None:
+        """Commit or roll back the prepared shares a dead run left (we hold the lock: nobody else owns them)."""
+        rows = conn.execute(
+            "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() AND gid LIKE %s ORDER BY gid",
+            [GID_PREFIX + "%"],
+        ).fetchall()
+        gids = [str(r[0]) for r in rows]
+        committed = _settle(conn, gids, self.decided)
+        if gids:
+            self.summary.notes.append(
+                f"settled {len(gids)} prepared transactions of an earlier run: {committed} committed "
+                f"(its checkpoint had decided so), {len(gids) - committed} rolled back"
+            )
+        row = conn.execute("SELECT current_setting('max_prepared_transactions')::int").fetchone()
+        limit = int(str(row[0])) if row else 0
+        self.summary.two_phase = self.workers > 1 and limit >= self.workers * (IN_FLIGHT + 1)
+        if self.workers > 1 and not self.summary.two_phase:
+            self.summary.notes.append(
+                f"max_prepared_transactions = {limit} (< {self.workers * (IN_FLIGHT + 1)}): each worker's share "
+                "of a batch commits on its own, so a failed run can leave part of its last batches committed "
+                "(--resume completes them)"
+            )
+
     def _run_locked(self, conn: Conn, sources: Sequence[Source], started: float) -> None:
         router = newparts.Router(conn, partitions.get_width(conn))
         conns = [connect(self.dsn) for _ in range(self.workers)]
+        self._commit_conn = connect(self.dsn, name="civic-ingest-commit") if self.summary.two_phase else None
         try:
-            for c in conns:
-                staging.create_stage(c)
             workers = [_Worker(self, c, i) for i, c in enumerate(conns)]
             for worker in workers:
                 worker.start()
@@ -397,6 +499,12 @@ class _Run:
                     worker.tasks.put(_STOP)
                 for worker in workers:
                     worker.join()
+                if outcome is None or any(w.error is not None for w in workers):
+                    # Nothing runs any more: the shares prepared and not committed are settled here, by the
+                    # decision (a batch whose commit had begun is finished), the others rolled back. If this
+                    # fails too (the server is gone), the next run settles them.
+                    with contextlib.suppress(psycopg.Error):
+                        _settle(conn, self.tracker.prepared(), self.checkpoint.committing)
             errors = [w.error for w in workers if w.error is not None]
             if errors:
                 raise IngestError(f"loading failed: {errors[0]}") from errors[0]
@@ -407,10 +515,12 @@ class _Run:
             self.summary.phases["load"] = time.perf_counter() - started
             self.summary.complete = complete
             if complete:
-                self._finish(conn, conns, router, totals)
+                finish.finish(self.summary, conn, conns, router, totals)
         finally:
             for c in conns:
                 c.close()
+            if self._commit_conn is not None:
+                self._commit_conn.close()
 
     def _collect(self, workers: list[_Worker]) -> staging.Counts:
         totals = staging.Counts()
@@ -425,70 +535,19 @@ class _Run:
         )
         return totals
 
-    def _finish(self, conn: Conn, conns: list[Conn], router: newparts.Router, totals: staging.Counts) -> None:
-        """Index and attach pending tables, then ANALYZE what was written (each step spread over ``conns``)."""
-        pending = sorted(router.pending.values(), key=lambda p: p.start)
-        began = time.perf_counter()
-        statements = [s for p in pending for s in newparts.index_statements(conn, p.name)]
-        _parallel(conns, [functools.partial(_execute, s) for s in statements])
-        self.summary.phases["index"] = time.perf_counter() - began
-
-        began = time.perf_counter()
-        attached = []
-        for p in pending:
-            self.summary.notes.append(newparts.attach(conn, p))
-            attached.append(p.name)
-        self.summary.phases["attach"] = time.perf_counter() - began
-        self.summary.partitions_created = attached
-        self.summary.pending = []
-
-        began = time.perf_counter()
-        fresh = set(attached)
-        # Freshly built GIN indexes have no pending list; the others collected one entry per written row.
-        written = sorted(t for t in totals.touched if t != partitions.PARENT and t not in fresh)
-        jobs: list[Callable[[Conn], None]] = [functools.partial(_merge_gin_pending, t) for t in written]
-        analyze = sorted(set(written) | fresh)
-        jobs += [
-            functools.partial(_execute, sql.SQL("ANALYZE {}").format(sql.Identifier("public", t)))
-            for t in analyze
-        ]
-        if totals.documents:
-            jobs.append(functools.partial(_execute, sql.SQL("ANALYZE public.meeting_document")))
-        _parallel(conns, jobs)
-        self.summary.analyzed = analyze
-        self.summary.phases["analyze"] = time.perf_counter() - began
-
-
-def _execute(statement: sql.SQL | sql.Composed, conn: Conn) -> None:
-    conn.execute(statement)
-
-
-def _merge_gin_pending(table: str, conn: Conn) -> None:
-    conn.execute(
-        "SELECT gin_clean_pending_list(x.indexrelid) FROM pg_index x JOIN pg_class c ON c.oid = x.indexrelid "
-        "JOIN pg_am a ON a.oid = c.relam WHERE x.indrelid = %s::regclass AND a.amname = 'gin'",
-        [f"public.{table}"],
-    )
-
-
-def _parallel(conns: list[Conn], jobs: Sequence[Callable[[Conn], None]]) -> None:
-    """Run ``jobs`` over the connections, one job per connection at a time; re-raises the first failure."""
-    if not jobs:
-        return
-    free: queue.Queue[Conn] = queue.Queue()
-    for c in conns:
-        free.put(c)
-
-    def one(job: Callable[[Conn], None]) -> None:
-        c = free.get()
+def _settle(conn: Conn, gids: Sequence[str], decided: Iterable[str]) -> int:
+    """COMMIT PREPARED the ``gids`` that are ``decided``, ROLLBACK PREPARED the others; returns how many
+    were committed. A gid that is gone already (committed just before a failure) is skipped."""
+    commit = set(decided)
+    done = 0
+    for gid in gids:
+        verb = "COMMIT" if gid in commit else "ROLLBACK"
         try:
-            job(c)
-        finally:
-            free.put(c)
-
-    with ThreadPoolExecutor(max_workers=len(conns), thread_name_prefix="ingest-finish") as pool:
-        for future in [pool.submit(one, job) for job in jobs]:
-            future.result()
+            conn.execute(sql.SQL(verb + " PREPARED {}").format(sql.Literal(gid)))
+        except psycopg.errors.UndefinedObject:
+            continue
+        done += gid in commit
+    return done
 
 
 def run_ingest(
@@ -507,6 +566,8 @@ def run_ingest(
     if resume and checkpoint is None:
         raise ValueError("resume needs a checkpoint path")
     try:
+        # Read before a fresh run overwrites the file: what the last run had decided to commit.
+        decided = Checkpoint.decided(checkpoint)
         state = Checkpoint.load(checkpoint) if resume and checkpoint else Checkpoint(checkpoint)
         if not resume:
             state.save()  # starting over: a stale checkpoint must not be resumed from later by mistake
@@ -520,5 +581,6 @@ def run_ingest(
         progress=progress,
         max_batches=max_batches,
         on_bad_row=on_bad_row,
+        decided=decided,
     )
     return run.run(sources)

@@ -50,6 +50,9 @@ DCS_PARAMETERS: dict[str, Any] = {
     "wal_log_hints": "on",
     "wal_keep_size": "256MB",
     "max_slot_wal_keep_size": MAX_SLOT_WAL_KEEP_SIZE,
+    # Bulk ingest commits each batch's per-worker transactions together with two-phase commit (ops.ingest):
+    # a few prepared transactions per worker at once. Must be the same on every node, so Patroni owns it.
+    "max_prepared_transactions": 64,
 }
 
 
