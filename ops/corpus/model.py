@@ -102,7 +102,7 @@ class LoadStats:
     workers: int
     seconds: float
     pages_seconds: float
-    analyze_seconds: float  # merging GIN pending lists, then ANALYZE
+    analyze_seconds: float  # the full-text index's upkeep (GIN merges its pending lists; RUM has none), then ANALYZE
 
     @property
     def pages_per_second(self) -> float:
@@ -116,5 +116,5 @@ class LoadStats:
             f"municipalities, {self.text_bytes / 1e6:,.1f} MB of text) in {self.seconds:.1f} s = "
             f"{self.pages_per_second:,.0f} pages/s (pages COPY {self.pages_seconds:.1f} s over "
             f"{self.workers} connection(s), "
-            f"GIN merge + ANALYZE {self.analyze_seconds:.1f} s)"
+            f"index upkeep + ANALYZE {self.analyze_seconds:.1f} s)"
         )
