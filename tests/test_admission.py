@@ -6,6 +6,7 @@ import asyncio
 import time
 
 from gateway.admission import Admission
+from tests.helpers import eventually_async
 
 
 def test_the_in_flight_bound_refuses_and_counts() -> None:
@@ -39,25 +40,22 @@ def test_lag_off_means_only_the_count_matters() -> None:
 async def test_the_watcher_sees_a_loop_that_stays_late_and_forgets_it() -> None:
     admission = Admission(max_in_flight=100, max_loop_lag_ms=30)
     watcher = asyncio.create_task(admission.watch_loop())
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # the watcher takes its first reading and waits on its timer
+    # The stimulus is a loop that is held, so the holding must block: time.sleep, not a wait on a condition.
     for _ in range(12):
         time.sleep(0.08)  # every turn of the loop held for 80 ms, as CPU-heavy requests would
         await asyncio.sleep(0.001)
     assert admission.lag_ms >= 30.0
     # Once the loop runs on time again, the figure comes down within a few dozen turns.
-    for _ in range(200):
-        await asyncio.sleep(0.01)
-        if admission.lag_ms < 10.0:
-            break
-    assert admission.lag_ms < 10.0
+    await eventually_async(lambda: admission.lag_ms < 10.0, timeout_s=5.0, what="the lag figure to decay")
     watcher.cancel()
 
 
 async def test_one_late_turn_does_not_close_the_door() -> None:
     admission = Admission(max_in_flight=100, max_loop_lag_ms=50)
     watcher = asyncio.create_task(admission.watch_loop())
-    await asyncio.sleep(0.05)
-    time.sleep(0.1)  # the process descheduled once
+    await asyncio.sleep(0)  # the watcher takes its first reading and waits on its timer
+    time.sleep(0.1)  # the process descheduled once (a blocked loop is the stimulus)
     await asyncio.sleep(0.001)
     assert 0 < admission.lag_ms < 50.0
     watcher.cancel()

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 from collections.abc import Iterator
 
 import psycopg
 import pytest
+from psycopg import sql
 
 from migrations import partitions, runner
 from ops import stack
+from tests.helpers import eventually
 
 DB = "civic_migration_test"
 STEMMING = 5  # the first migration of the stemming change
@@ -22,8 +23,8 @@ def old_schema(stack_layout: stack.StackLayout) -> Iterator[str]:
     """A database of its own on the test primary, at the schema before stemming, holding 2,000 pages."""
     admin = f"host=127.0.0.1 port={stack_layout.node_ports[0]} dbname=postgres user=postgres connect_timeout=3"
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
-        conn.execute(f"CREATE DATABASE {DB}")
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))
     dsn = admin.replace("dbname=postgres", f"dbname={DB}")
     try:
         runner.migrate(dsn, migrations=[m for m in runner.discover() if m.version < STEMMING])
@@ -48,7 +49,7 @@ def old_schema(stack_layout: stack.StackLayout) -> Iterator[str]:
         yield dsn
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {DB} WITH (FORCE)")
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
 
 
 def test_migration_rebuilds_vectors_while_searches_run(old_schema: str) -> None:
@@ -66,14 +67,14 @@ def test_migration_rebuilds_vectors_while_searches_run(old_schema: str) -> None:
                         "'council water') ORDER BY meeting_date DESC, id DESC LIMIT 20"
                     ).fetchall()
                     searches[0] += 1
-                    time.sleep(0.01)
+                    stop.wait(0.01)  # a steady trickle of searches, ended at once by stop
         except BaseException as exc:  # reported by the test below
             errors.append(exc)
 
     worker = threading.Thread(target=search)
     worker.start()
     try:
-        time.sleep(0.2)
+        eventually(lambda: searches[0] > 0 or errors, what="the first search")
         applied = runner.migrate(dsn)
         during = searches[0]
     finally:

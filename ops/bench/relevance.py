@@ -75,7 +75,7 @@ def only_index(conn: Conn, keep: str) -> Iterator[None]:
     """A transaction in which the other full-text index is dropped; rolled back at the end."""
     other = GIN_INDEX if keep == RUM_INDEX else RUM_INDEX
     with conn.transaction(force_rollback=True):
-        conn.execute(sql.SQL("DROP INDEX {}").format(sql.SQL(other)))
+        conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(*other.split("."))))
         yield
 
 
@@ -84,7 +84,12 @@ def _ensure_gin(conn: Conn) -> dict[str, Any]:
         return {"gin_reused": True}
     say("building the GIN baseline index")
     started = time.perf_counter()
-    conn.execute(f"CREATE INDEX {GIN_INDEX.split('.')[1]} ON public.meeting_page USING gin (search_vector)")
+    schema_name, index_name = GIN_INDEX.split(".")
+    conn.execute(
+        sql.SQL("CREATE INDEX {} ON {} USING gin (search_vector)").format(
+            sql.Identifier(index_name), sql.Identifier(schema_name, "meeting_page")
+        )
+    )
     return {"gin_build_seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -226,7 +231,7 @@ def bench_relevance(args: argparse.Namespace) -> int:
                     report["newest"] = newest_part(conn, http, max(args.runs, 20))
         finally:
             if not args.reuse:
-                conn.execute(f"DROP INDEX IF EXISTS {GIN_INDEX}")
+                conn.execute(sql.SQL("DROP INDEX IF EXISTS {}").format(sql.Identifier(*GIN_INDEX.split("."))))
     report["seconds"] = round(time.perf_counter() - started)
     report["machine_at_end"] = machine()
     out = write_report(args.out or "relevance", report)
