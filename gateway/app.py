@@ -23,8 +23,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.admission import Admission, install
-from gateway.concurrency import DatabaseGate
 from gateway.cache import ResultCache
+from gateway.concurrency import DatabaseGate
 from gateway.documents import DocumentCache
 from gateway.endpoint import GraphQLEndpoint
 from gateway.metrics import Metrics

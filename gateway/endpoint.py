@@ -31,9 +31,9 @@ from starlette.datastructures import Headers
 from starlette.types import Receive, Scope, Send
 
 from gateway.admission import Admission
-from gateway.concurrency import DatabaseGate
 from gateway.auth import TokenStore
 from gateway.cache import ResultCache
+from gateway.concurrency import DatabaseGate
 from gateway.documents import DocumentCache, PreparedDocument
 from gateway.http_request import GraphQLRequest, RequestError, from_get, from_post
 from gateway.metrics import Metrics
