@@ -22,6 +22,9 @@ So the bound is *learned*, with the gradient algorithm of Netflix's ``concurrenc
 * while fewer than half the slots are in use, the bound does not grow: the workload, not the servers, is
   the limit then, and a bound learned while idle would mean nothing under a crowd.
 
+The bound starts small (4) and grows as latency allows, as TCP's slow start does: a worker that starts under a
+crowd refuses some requests for a second or two rather than sending the crowd to servers it knows nothing of.
+
 Past the bound a request is refused at once (503 ``OVERLOADED`` with ``Retry-After``), not queued: a refusal
 costs a fraction of a millisecond and tells the client to come back, while a queue would make everybody wait.
 The requests admitted keep a latency close to what they have without a crowd, and the servers stay busy at
@@ -47,7 +50,7 @@ class DatabaseGate:
     def __init__(
         self,
         *,
-        initial: int = 16,
+        initial: int = 4,
         min_limit: int = 2,
         max_limit: int = 64,
         tolerance: float = 2.0,
