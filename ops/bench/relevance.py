@@ -15,6 +15,8 @@ Three parts, on the stack's own ``public.meeting_page`` (stemmed vectors, RUM in
    exact count to show the estimate's real error next to the one it states.
 3. **Selective NEWEST** over HTTP: no match, made-up and unlikely phrases, narrow filters, against common-word
    NEWEST searches, interleaved.
+
+``--only recall`` runs part 1's recall check alone, without timings or the GIN baseline (``recall_part``).
 """
 
 from __future__ import annotations
@@ -158,6 +160,42 @@ def relevance_part(conn: Conn, runs: int, heavy_runs: int) -> list[dict[str, Any
     return out
 
 
+def recall_part(conn: Conn) -> list[dict[str, Any]]:
+    """Recall of the first 20 only, no timings: a correctness check, light enough to run like a test.
+
+    The exact order is the documented score computed on every match's row: with index scans off, the RUM index
+    can only find the matches (a bitmap scan), and the score is evaluated per row and sorted, as the stock query
+    does through GIN. The gateway's statement runs with the planner's own choices.
+    """
+    from schema import search_sql
+    from schema.search_sql import SearchSpec
+
+    out = []
+    for name, q in RELEVANCE_CLASSES.items():
+        spec = SearchSpec(query=q, order="RELEVANCE")
+        text, params = search_sql.relevance_page(spec, forward=True, size=PAGE_SIZE, cursor=None)
+        with conn.transaction(force_rollback=True):
+            conn.execute("SET LOCAL enable_indexscan = off")
+            matches = int(scalar(conn, COUNT_ALL, {"q": q}) or 0)
+            exact = conn.execute(STOCK, {"q": q}).fetchall()
+            phrase_row_ids = {str(r[0]) for r in conn.execute(STOCK_PHRASE_ROW, {"q": q}).fetchall()}
+        plan = "\n".join(str(r[0]) for r in conn.execute(sql.SQL("EXPLAIN ") + text, params).fetchall())
+        rows = [r for r in conn.execute(text, params).fetchall() if r[0] is not None][:PAGE_SIZE]
+        got = [(str(r[0]), float(r[8])) for r in rows]
+        exact_ids = {str(r[0]) for r in exact}
+        ceiling = float(exact[-1][1]) if exact else 0.0
+        cell = {
+            "class": name, "query": q, "matches": matches, "rum_ordered_scan": "Order By: (search_vector <=>" in plan,
+            "recall_ids": round(len(exact_ids & {g[0] for g in got}) / max(1, len(exact_ids)), 3),
+            "recall_by_score": round(sum(1 for g in got if g[1] <= ceiling) / max(1, len(exact)), 3),
+            "overlap_with_phrase_operator_top20": round(
+                len(phrase_row_ids & {g[0] for g in got}) / max(1, len(phrase_row_ids)), 3),
+        }
+        out.append(cell)
+        say(json.dumps(cell))
+    return out
+
+
 def _post(http: httpx.Client, query: str, variables: dict[str, Any]) -> dict[str, Any]:
     r = http.post("/graphql", json={"query": query, "variables": variables})
     body: dict[str, Any] = r.json()
@@ -229,13 +267,18 @@ def bench_relevance(args: argparse.Namespace) -> int:
     secret = "bench-secret"  # noqa: S105  # signs cursors for this run only
     env = {**layout.gateway_env(), "GATEWAY_CURSOR_SECRET": secret, "GATEWAY_CACHE_ENABLED": "false",
            "GATEWAY_ROUTING_METADATA": "false"}
+    only = args.only or ["relevance", "phrases", "estimates", "newest"]
     with psycopg.connect(direct_dsn(layout), autocommit=True) as conn:
         report["server"] = server_info(conn)
+        if only == ["recall"]:
+            report["recall"] = recall_part(conn)
+            report["machine_at_end"] = machine()
+            say(f"\nwritten to {write_report(args.out or 'relevance_recall', report)}")
+            return 0
         report["build"] = {**_ensure_gin(conn), "rum_index_bytes": _index_bytes(conn, RUM_INDEX),
                            "gin_index_bytes": _index_bytes(conn, GIN_INDEX)}
         say(json.dumps(report["build"]))
         try:
-            only = args.only or ["relevance", "phrases", "estimates", "newest"]
             if "relevance" in only:
                 report["relevance"] = relevance_part(conn, args.runs, args.heavy_runs)
             with GatewayProcess(env, port=args.port) as gw, \
