@@ -15,10 +15,10 @@ from schema.search_sql import SearchSpec
 from tests.conftest import gql
 
 SEARCH = """
-query S($q: String!, $first: Int, $after: String) {
-  search(query: $q, orderBy: RELEVANCE, first: $first, after: $after) {
-    edges { rank node { sourceId } }
-    pageInfo { hasNextPage endCursor }
+query S($q: String!, $first: Int, $after: String, $last: Int, $before: String) {
+  search(query: $q, orderBy: RELEVANCE, first: $first, after: $after, last: $last, before: $before) {
+    edges { rank cursor node { sourceId } }
+    pageInfo { hasNextPage hasPreviousPage endCursor startCursor }
     totalCount { value exact }
   }
 }"""
@@ -128,3 +128,11 @@ def test_phrase_relevance_pages_through_the_gateway(
         page = body["data"]["search"]
         seen += [e["node"]["sourceId"] for e in page["edges"]]
     assert seen == [i for i, _ in exact]  # keyset paging on the same score reaches every match, in order
+    # Backward from the 10th match: the 3 before it, in order, and more before those.
+    body = gql(client, SEARCH, {"q": PHRASE, "first": 10})
+    tenth = body["data"]["search"]["edges"][-1]["cursor"]
+    body = gql(client, SEARCH, {"q": PHRASE, "last": 3, "before": tenth})
+    assert "errors" not in body, body
+    back = body["data"]["search"]
+    assert [e["node"]["sourceId"] for e in back["edges"]] == [i for i, _ in exact[6:9]]
+    assert back["pageInfo"]["hasPreviousPage"] is True
