@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import psycopg
 import pytest
+from psycopg import sql
 
 from schema import search_sql
 from schema.search_sql import SearchSpec
@@ -83,7 +84,7 @@ def test_the_score_query_loosens_phrases_only(admin_conn: psycopg.Connection[Any
     }
     for q, loose in cases.items():
         got = admin_conn.execute(
-            search_sql.sql.SQL("SELECT {}::text").format(search_sql.RANK_TSQ), {"q": q}
+            sql.SQL("SELECT {}::text").format(search_sql.RANK_TSQ), {"q": q}
         ).fetchone()
         assert got == (loose,), q
 
