@@ -15,11 +15,15 @@ The rules are the row cache's:
 * Staleness classes: requests that accept the default staleness (or more) share entries; a request asking for
   less is served only entries younger than what it asked for.
 
-``extensions`` (trace id, statements, routing) are per request and never stored: a hit gets its own.
+``extensions`` (trace id, statements, routing) are per request and never stored: a hit gets its own. For
+clients that accept gzip, an entry also keeps the body's prefix (``{"data":`` and the data) deflated once, so a
+hit is gzipped by appending its own extensions (gateway.compression) instead of compressing the whole body again.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import hashlib
 import time
@@ -28,6 +32,7 @@ from typing import Any
 import orjson
 
 from gateway.cache import ResultCache
+from gateway.compression import DeflatedPrefix
 from schema.context import Context
 
 
@@ -38,6 +43,8 @@ class StoredResponse:
     data: bytes
     operation: str
     searches: tuple[str, ...]
+    #: The body's prefix deflated, when the entry was stored with one (large enough to be compressed).
+    deflated: DeflatedPrefix | None = None
 
 
 class ResponseCache:
@@ -90,10 +97,14 @@ class ResponseCache:
             data=data.encode(),
             operation=str(entry.get("op") or ""),
             searches=tuple(s for s in searches if isinstance(s, str)) if isinstance(searches, list) else (),
+            deflated=_deflated(entry),
         )
 
-    async def store(self, key: str, ctx: Context, generation: int, data: bytes) -> None:
-        """Keep a response for the next reader, stamped with its generation and WAL lower bound."""
+    async def store(
+        self, key: str, ctx: Context, generation: int, data: bytes, deflated: DeflatedPrefix | None = None
+    ) -> None:
+        """Keep a response for the next reader, stamped with its generation and WAL lower bound, with its body's
+        prefix deflated when given."""
         lsns = [d.lsn for d in ctx.routing.decisions if d.lsn is not None]
         if len(lsns) != len(ctx.routing.decisions):
             return  # a read whose position is unknown cannot be promised to token holders: not shared
@@ -105,5 +116,21 @@ class ResponseCache:
             "searches": ctx.searches,
             "data": data.decode(),
         }
+        if deflated is not None:
+            # Values are JSON (never pickle), so the deflate bytes travel as base64.
+            entry["gz"] = base64.b64encode(deflated.deflate).decode("ascii")
+            entry["gzcrc"] = deflated.crc
+            entry["gzlen"] = deflated.size
         if await self._store.put(key, entry, ttl_s=self._ttl_s):
             self.stores += 1
+
+
+def _deflated(entry: dict[str, Any]) -> DeflatedPrefix | None:
+    """The deflated prefix an entry holds (None when it has none, or one that does not read back whole)."""
+    blocks, crc, size = entry.get("gz"), entry.get("gzcrc"), entry.get("gzlen")
+    if not isinstance(blocks, str) or not isinstance(crc, int) or not isinstance(size, int):
+        return None
+    try:
+        return DeflatedPrefix(deflate=base64.b64decode(blocks, validate=True), crc=crc, size=size)
+    except binascii.Error:
+        return None

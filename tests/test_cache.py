@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import socket
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -112,16 +114,44 @@ def test_values_in_redis_are_json_never_pickle(stack_layout: stack.StackLayout, 
         gql(http, SEARCH % "budget")
     r = redis.Redis(host="127.0.0.1", port=stack_layout.redis_port)
     try:
-        for pattern, fields in (("civic:s:*", {"lsn", "value"}), ("civic:r:*", {"gen", "lsn", "at", "op", "searches", "data"})):
+        # A whole response large enough to be gzipped also keeps its deflated prefix (base64: JSON has no bytes).
+        gzipped = {"gz", "gzcrc", "gzlen"}
+        for pattern, fields, optional in (
+            ("civic:s:*", {"lsn", "value"}, set()),
+            ("civic:r:*", {"gen", "lsn", "at", "op", "searches", "data"}, gzipped),
+        ):
             keys = [k for k in r.scan_iter(pattern)]
             assert keys, pattern
             for key in keys[:20]:
                 value = r.get(key)
                 assert value is not None and not value.startswith(b"\x80")  # pickle's protocol marker
                 entry = json.loads(value)
-                assert set(entry) == fields
+                assert set(entry) - optional == fields and set(entry) & optional in (set(), optional), entry.keys()
     finally:
         r.close()
+
+
+def test_a_large_entry_keeps_its_body_prefix_deflated(stack_layout: stack.StackLayout, client: httpx.Client) -> None:
+    """The deflated prefix stored beside the data is exactly ``{"data":`` and that data, open-ended (sync flush),
+    with its CRC-32 and length: what a gzipped hit splices its own extensions onto."""
+    if not stack_layout.redis_port:
+        pytest.skip("redis-server not installed: apt-get install redis-server")
+    marker = uuid.uuid4().hex
+    gql(client, f'{{ search(query: "council", first: 20) {{ edges {{ headline cursor }} }} }} # {marker}')
+    r = redis.Redis(host="127.0.0.1", port=stack_layout.redis_port)
+    try:
+        entries = [json.loads(r.get(k) or b"null") for k in r.scan_iter("civic:r:*")]
+    finally:
+        r.close()
+    large = [e for e in entries if e and "gz" in e]
+    assert large, "no cached response kept a deflated prefix"
+    for entry in large:
+        prefix = b'{"data":' + entry["data"].encode()
+        blocks = base64.b64decode(entry["gz"])
+        assert blocks.endswith(b"\x00\x00\xff\xff")  # a sync flush: byte-aligned, no final block yet
+        inflater = zlib.decompressobj(wbits=-15)
+        assert inflater.decompress(blocks) == prefix and not inflater.eof
+        assert entry["gzcrc"] == zlib.crc32(prefix) and entry["gzlen"] == len(prefix)
 
 
 def _silent_server() -> tuple[socket.socket, int]:
