@@ -1,8 +1,8 @@
 """``python -m ops bench serving-cpu``: the CPU per request of versions of the gateway, side by side, in F.
 
 Several versions of the code (git commits, or the working tree as ``.``) are each exported to a folder of their
-own and served at the same time from one stack (``--dir``), one worker each, with the same environment. Each
-round measures F, then sends every kind of request to every gateway in turn, the order of the gateways rotated
+own and served at the same time from one stack (``--dir``), one worker each, with the same environment except
+a Redis database each (a version must not hit what another stored). Each round measures F, then sends every kind of request to every gateway in turn, the order of the gateways rotated
 from round to round, and reads the CPU of each gateway's process tree (see :mod:`ops.bench.serving_cpu`). The
 figure of a kind is the median over rounds, in F of the same run, so versions compare with each other under the
 same load, and ratios against the first version (the baseline) are what to read on a shared machine.
@@ -47,6 +47,16 @@ def export(ref: str, into: Path) -> Path:
     return into
 
 
+def _own_cache(env: dict[str, str], index: int) -> dict[str, str]:
+    """``env`` with a Redis database of the version's own: a version must neither hit the entries another one
+    stored (its misses would be hits) nor be served entries in another version's format."""
+    url = env.get("GATEWAY_REDIS_URL", "")
+    if not url:
+        return env  # the in-process cache: already one per gateway
+    base, _, _ = url.rpartition("/")
+    return {**env, "GATEWAY_REDIS_URL": f"{base}/{index + 1}"}
+
+
 def run(args: argparse.Namespace) -> int:
     layout = stack.StackLayout.load(Path(args.dir).resolve())
     if layout is None:
@@ -65,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
     loads: list[list[float]] = []
     with tempfile.TemporaryDirectory(prefix="civic-cpu-compare-") as tmp, contextlib.ExitStack() as running:
         served: dict[str, ServedProcess] = {}
-        for name, ref in versions.items():
+        for index, (name, ref) in enumerate(versions.items()):
             tree = export(ref, Path(tmp) / name)
-            served[name] = running.enter_context(served_gateway(env, workers=1, project_dir=tree))
+            served[name] = running.enter_context(served_gateway(_own_cache(env, index), workers=1, project_dir=tree))
         order = list(versions)
         for round_no in range(args.rounds):
             f_samples.append(measure_f(repeats=200, rounds=3))
