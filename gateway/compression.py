@@ -1,9 +1,9 @@
 """gzip for responses: who gets it, the middleware that applies it, and gzip bodies assembled from stored parts.
 
 A response-cache hit is the cached ``data`` plus this request's ``extensions``. Compressing the whole body again
-on every hit cost a quarter of a hit's CPU (docs/performance.md). So the cache keeps, beside the data, the body's
-prefix (``{"data":`` and the data) already deflated and ended by a sync flush, with its CRC-32 and length; a hit
-then only appends its own suffix and the gzip trailer:
+on every hit cost a quarter of a hit's CPU (docs/performance.md). So each process keeps, per cache entry, the
+body's prefix (``{"data":`` and the data) already deflated and ended by a sync flush, with its CRC-32 and length
+(gateway.response_cache); a hit then only appends its own suffix and the gzip trailer:
 
     gzip header | stored prefix blocks (sync flush: byte-aligned, not final) | final block(s) of the suffix |
     CRC-32 of the whole body (the prefix's CRC continued over the suffix) | length of the whole body mod 2**32

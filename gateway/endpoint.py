@@ -9,9 +9,9 @@ The path of a request, cheapest first:
    limits once per distinct text); only a new document is parsed and validated.
 4. graphql-core executes the Strawberry schema directly, with no per-field wrapper: resolvers that do no I/O
    are plain attribute reads, and the connection resolvers batch what their edges show up front.
-5. The response is encoded once with orjson and, when shareable, stored for the next client, with its
-   ``{"data":…`` prefix deflated once when it is large enough to be gzipped: a hit sent gzipped then costs no
-   compression of the data (gateway.compression).
+5. The response is encoded once with orjson and, when shareable, stored for the next client; its
+   ``{"data":…`` prefix, deflated once when it is large enough to be gzipped, is kept in this process, so a hit
+   sent gzipped costs no compression of the data (gateway.compression).
 
 Spans: the operation, parsing and validation (when they run), execution, each SQL statement, cache calls and
 each DataLoader batch. No span wraps an individual field.
@@ -491,7 +491,14 @@ class GraphQLEndpoint:
             trace_id=trace_id or "",
         )
         suffix = b',"extensions":' + orjson.dumps(extensions) + b"}"
-        return self._body(BODY_OPEN + stored.data, suffix, stored.deflated, gzip_ok=gzip_ok, media=media)
+        prefix = BODY_OPEN + stored.data
+        deflated = stored.deflated
+        if gzip_ok and deflated is None and stored.identity is not None:
+            # The first gzipped hit in this process of an entry another process stored: deflated once, kept.
+            deflated = self._deflated(prefix)
+            if deflated is not None:
+                self._responses.remember(stored.identity, deflated)
+        return self._body(prefix, suffix, deflated, gzip_ok=gzip_ok, media=media)
 
     async def _prepared(self, req: GraphQLRequest) -> tuple[PreparedDocument | None, str | None]:
         """The prepared document of a request (None for an unknown persisted-query hash), and the APQ hash to

@@ -16,17 +16,19 @@ The rules are the row cache's:
   less is served only entries younger than what it asked for.
 
 ``extensions`` (trace id, statements, routing) are per request and never stored: a hit gets its own. For
-clients that accept gzip, an entry also keeps the body's prefix (``{"data":`` and the data) deflated once, so a
-hit is gzipped by appending its own extensions (gateway.compression) instead of compressing the whole body again.
+clients that accept gzip, each process keeps, per entry, the body's prefix (``{"data":`` and the data) deflated
+once, so a hit is gzipped by appending its own extensions (gateway.compression) instead of compressing the whole
+body again. It is kept in process memory (a bounded LRU keyed by the entry's key, generation and time stored), not
+in the entry: in Redis it would travel as base64 on every hit, make each entry about 20 % larger, and measured no
+cheaper (docs/performance.md, "Cache hits sent gzipped"). The cost is one compression per entry per process.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import dataclasses
 import hashlib
 import time
+from collections import OrderedDict
 from typing import Any
 
 import orjson
@@ -43,8 +45,14 @@ class StoredResponse:
     data: bytes
     operation: str
     searches: tuple[str, ...]
-    #: The body's prefix deflated, when the entry was stored with one (large enough to be compressed).
+    #: The body's prefix deflated, when this process has it for this entry.
     deflated: DeflatedPrefix | None = None
+    #: Which stored entry this is (key, generation, time stored): what its deflated prefix is kept under.
+    identity: tuple[str, int, float] | None = None
+
+
+#: Deflated prefixes kept per process (about 2.5 kB each for a 20-result search).
+DEFLATED_ENTRIES = 1024
 
 
 class ResponseCache:
@@ -58,6 +66,7 @@ class ResponseCache:
         self.hits = 0
         self.misses = 0
         self.stores = 0
+        self._deflated: OrderedDict[tuple[str, int, float], DeflatedPrefix] = OrderedDict()
 
     def staleness_class(self, max_staleness_ms: int | None) -> str:
         if max_staleness_ms is None or max_staleness_ms >= self._default_staleness_ms:
@@ -93,11 +102,17 @@ class ResponseCache:
             return gen, None
         self.hits += 1
         searches = entry.get("searches")
+        at = entry.get("at")
+        identity = (key, gen, float(at)) if isinstance(at, (int, float)) else None
+        deflated = self._deflated.get(identity) if identity is not None else None
+        if deflated is not None and identity is not None:
+            self._deflated.move_to_end(identity)
         return gen, StoredResponse(
             data=data.encode(),
             operation=str(entry.get("op") or ""),
             searches=tuple(s for s in searches if isinstance(s, str)) if isinstance(searches, list) else (),
-            deflated=_deflated(entry),
+            deflated=deflated,
+            identity=identity,
         )
 
     async def store(
@@ -108,29 +123,24 @@ class ResponseCache:
         lsns = [d.lsn for d in ctx.routing.decisions if d.lsn is not None]
         if len(lsns) != len(ctx.routing.decisions):
             return  # a read whose position is unknown cannot be promised to token holders: not shared
+        at = time.time()
         entry = {
             "gen": generation,
             "lsn": min(lsns) if lsns else None,  # None: no data was read, any reader may have it
-            "at": time.time(),
+            "at": at,
             "op": ctx.operation_name or "",
             "searches": ctx.searches,
             "data": data.decode(),
         }
-        if deflated is not None:
-            # Values are JSON (never pickle), so the deflate bytes travel as base64.
-            entry["gz"] = base64.b64encode(deflated.deflate).decode("ascii")
-            entry["gzcrc"] = deflated.crc
-            entry["gzlen"] = deflated.size
         if await self._store.put(key, entry, ttl_s=self._ttl_s):
             self.stores += 1
+            if deflated is not None:
+                self.remember((key, generation, at), deflated)
 
+    def remember(self, identity: tuple[str, int, float], deflated: DeflatedPrefix) -> None:
+        """Keep an entry's deflated prefix in this process, for its next gzipped hits."""
+        self._deflated[identity] = deflated
+        self._deflated.move_to_end(identity)
+        while len(self._deflated) > DEFLATED_ENTRIES:
+            self._deflated.popitem(last=False)
 
-def _deflated(entry: dict[str, Any]) -> DeflatedPrefix | None:
-    """The deflated prefix an entry holds (None when it has none, or one that does not read back whole)."""
-    blocks, crc, size = entry.get("gz"), entry.get("gzcrc"), entry.get("gzlen")
-    if not isinstance(blocks, str) or not isinstance(crc, int) or not isinstance(size, int):
-        return None
-    try:
-        return DeflatedPrefix(deflate=base64.b64decode(blocks, validate=True), crc=crc, size=size)
-    except binascii.Error:
-        return None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import json
 import socket
@@ -114,44 +113,52 @@ def test_values_in_redis_are_json_never_pickle(stack_layout: stack.StackLayout, 
         gql(http, SEARCH % "budget")
     r = redis.Redis(host="127.0.0.1", port=stack_layout.redis_port)
     try:
-        # A whole response large enough to be gzipped also keeps its deflated prefix (base64: JSON has no bytes).
-        gzipped = {"gz", "gzcrc", "gzlen"}
-        for pattern, fields, optional in (
-            ("civic:s:*", {"lsn", "value"}, set()),
-            ("civic:r:*", {"gen", "lsn", "at", "op", "searches", "data"}, gzipped),
-        ):
+        for pattern, fields in (("civic:s:*", {"lsn", "value"}), ("civic:r:*", {"gen", "lsn", "at", "op", "searches", "data"})):
             keys = [k for k in r.scan_iter(pattern)]
             assert keys, pattern
             for key in keys[:20]:
                 value = r.get(key)
                 assert value is not None and not value.startswith(b"\x80")  # pickle's protocol marker
                 entry = json.loads(value)
-                assert set(entry) - optional == fields and set(entry) & optional in (set(), optional), entry.keys()
+                assert set(entry) == fields
     finally:
         r.close()
 
 
-def test_a_large_entry_keeps_its_body_prefix_deflated(stack_layout: stack.StackLayout, client: httpx.Client) -> None:
-    """The deflated prefix stored beside the data is exactly ``{"data":`` and that data, open-ended (sync flush),
-    with its CRC-32 and length: what a gzipped hit splices its own extensions onto."""
-    if not stack_layout.redis_port:
-        pytest.skip("redis-server not installed: apt-get install redis-server")
-    marker = uuid.uuid4().hex
-    gql(client, f'{{ search(query: "council", first: 20) {{ edges {{ headline cursor }} }} }} # {marker}')
-    r = redis.Redis(host="127.0.0.1", port=stack_layout.redis_port)
-    try:
-        entries = [json.loads(r.get(k) or b"null") for k in r.scan_iter("civic:r:*")]
-    finally:
-        r.close()
-    large = [e for e in entries if e and "gz" in e]
-    assert large, "no cached response kept a deflated prefix"
-    for entry in large:
-        prefix = b'{"data":' + entry["data"].encode()
-        blocks = base64.b64decode(entry["gz"])
-        assert blocks.endswith(b"\x00\x00\xff\xff")  # a sync flush: byte-aligned, no final block yet
-        inflater = zlib.decompressobj(wbits=-15)
-        assert inflater.decompress(blocks) == prefix and not inflater.eof
-        assert entry["gzcrc"] == zlib.crc32(prefix) and entry["gzlen"] == len(prefix)
+def test_a_gzipped_hit_reuses_its_entrys_deflated_prefix_in_every_process(
+    stack_layout: stack.StackLayout, gateway: ServedGateway
+) -> None:
+    """The process that stored an entry keeps its body prefix deflated; another process (sharing the store)
+    deflates it on its first gzipped hit and keeps it. What is kept is exactly ``{"data":`` and the data,
+    open-ended (sync flush), with its CRC-32 and length: what a gzipped hit splices its own extensions onto."""
+    query = f'{{ search(query: "council", first: 20) {{ edges {{ headline cursor }} }} }} # {uuid.uuid4().hex}'
+    with httpx.Client(base_url=gateway.url, timeout=30, headers={"accept-encoding": "gzip"}) as http:
+        miss = http.post("/graphql", json={"query": query})
+        assert miss.headers["content-encoding"] == "gzip" and miss.json()["extensions"]["statements"] >= 1
+        plain = http.post("/graphql", json={"query": query}, headers={"accept-encoding": "identity"}).content
+    prefix = plain[: plain.rindex(b',"extensions":')]
+    assert prefix.startswith(b'{"data":') and len(prefix) > 1400
+
+    def kept(served: ServedGateway) -> list[Any]:
+        responses = served.app.state.responses
+        return [d for d in responses._deflated.values() if d.size == len(prefix) and d.crc == zlib.crc32(prefix)]
+
+    assert len(kept(gateway)) == 1, "the storing process did not keep the prefix it deflated"
+    deflated = kept(gateway)[0]
+    assert deflated.deflate.endswith(b"\x00\x00\xff\xff")  # a sync flush: byte-aligned, no final block yet
+    inflater = zlib.decompressobj(wbits=-15)
+    assert inflater.decompress(deflated.deflate) == prefix and not inflater.eof
+
+    with ServedGateway(gateway_settings(stack_layout)) as other, \
+            httpx.Client(base_url=other.url, timeout=30, headers={"accept-encoding": "gzip"}) as http:
+        assert kept(other) == []
+        for _ in range(2):
+            with http.stream("POST", "/graphql", json={"query": query}) as resp:
+                wire = b"".join(resp.iter_raw())
+            assert resp.headers["content-encoding"] == "gzip" and wire[9] == 0xFF  # the gateway's own gzip
+            body = json.loads(zlib.decompress(wire, wbits=31))
+            assert body["extensions"]["cache"] == "hit" and body["data"] == json.loads(prefix + b"}")["data"]
+        assert kept(other) == [deflated], "the other process did not keep the prefix it deflated on its first hit"
 
 
 def _silent_server() -> tuple[socket.socket, int]:
