@@ -51,7 +51,8 @@ class StoredResponse:
     identity: tuple[str, int, float] | None = None
 
 
-#: Deflated prefixes kept per process (about 2.5 kB each for a 20-result search).
+#: Deflated prefixes kept per process (about a third of the body each: 2 to 3 kB for a 20-result search). Those of
+#: expired or retired entries are never looked up again and age out of the LRU.
 DEFLATED_ENTRIES = 1024
 
 
@@ -118,8 +119,8 @@ class ResponseCache:
     async def store(
         self, key: str, ctx: Context, generation: int, data: bytes, deflated: DeflatedPrefix | None = None
     ) -> None:
-        """Keep a response for the next reader, stamped with its generation and WAL lower bound, with its body's
-        prefix deflated when given."""
+        """Keep a response for the next reader, stamped with its generation and WAL lower bound; keep its body's
+        prefix, deflated (when given), in this process."""
         lsns = [d.lsn for d in ctx.routing.decisions if d.lsn is not None]
         if len(lsns) != len(ctx.routing.decisions):
             return  # a read whose position is unknown cannot be promised to token holders: not shared
