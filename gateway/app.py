@@ -16,7 +16,6 @@ from opentelemetry.sdk.trace import TracerProvider as SDKTracerProvider
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -24,6 +23,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.admission import Admission, install
 from gateway.cache import ResultCache
+from gateway.compression import LEVEL, Compression
 from gateway.concurrency import DatabaseGate
 from gateway.documents import DocumentCache
 from gateway.endpoint import GraphQLEndpoint
@@ -316,9 +316,9 @@ def create_app(
             ),
             *(
                 # Above the threshold only: below about one packet, compressing saves no round trip and costs CPU.
-                # Level 1: on a search response 4 % more bytes than level 4 for about half its CPU, and a cached
-                # response is compressed again on every hit (docs/performance.md, compression).
-                [Middleware(GZipMiddleware, minimum_size=settings.compress_min_bytes, compresslevel=1)]
+                # Cache hits come gzipped already from their stored deflated prefix (gateway.compression), and
+                # pass through untouched.
+                [Middleware(Compression, minimum_size=settings.compress_min_bytes, compresslevel=LEVEL)]
                 if settings.compress_min_bytes
                 else []
             ),

@@ -9,7 +9,9 @@ The path of a request, cheapest first:
    limits once per distinct text); only a new document is parsed and validated.
 4. graphql-core executes the Strawberry schema directly, with no per-field wrapper: resolvers that do no I/O
    are plain attribute reads, and the connection resolvers batch what their edges show up front.
-5. The response is encoded once with orjson and, when shareable, stored for the next client.
+5. The response is encoded once with orjson and, when shareable, stored for the next client; its
+   ``{"data":…`` prefix, deflated once when it is large enough to be gzipped, is kept in this process, so a hit
+   sent gzipped costs no compression of the data (gateway.compression).
 
 Spans: the operation, parsing and validation (when they run), execution, each SQL statement, cache calls and
 each DataLoader batch. No span wraps an individual field.
@@ -33,6 +35,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.admission import Admission
 from gateway.auth import TokenStore
 from gateway.cache import ResultCache
+from gateway.compression import GZIP_HEADERS, DeflatedPrefix, accepts_gzip, deflate_prefix, gzip_body
 from gateway.concurrency import DatabaseGate
 from gateway.documents import DocumentCache, PreparedDocument
 from gateway.http_request import GraphQLRequest, RequestError, from_get, from_post
@@ -57,6 +60,11 @@ CONSISTENCY_HEADER = "x-consistency-token"
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 JSON = "application/json"
 PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+#: Every response body starts so; what follows it up to the extensions is the (cacheable) data.
+BODY_OPEN = b'{"data":'
+#: The shortest ending of a cache hit's body: a prefix shorter than the threshold by more than this is never
+#: gzipped, so it is not deflated for the cache.
+_HIT_SUFFIX_MIN = len(b',"extensions":{"statements":0,"cache":"hit"}}')
 
 
 class HeaderError(ValueError):
@@ -200,6 +208,7 @@ class GraphQLEndpoint:
         self._codec = CursorCodec(settings.cursor_key)
         self._token_codec = TokenCodec(settings.token_key)
         self._max_body = settings.max_body_bytes
+        self._compress_min = settings.compress_min_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
@@ -305,6 +314,8 @@ class GraphQLEndpoint:
         except HeaderError as exc:
             raise RequestError(str(exc)) from None
         viewer = self._tokens.viewer(headers.get("authorization"))
+        # The same decision the compression middleware makes for every other response (gateway.compression).
+        gzip_ok = self._compress_min > 0 and accepts_gzip(headers.get("accept-encoding"))
 
         prepared, register = await self._prepared(req)
         if prepared is None:  # an APQ hash the gateway does not know: the client resends the text
@@ -378,7 +389,7 @@ class GraphQLEndpoint:
                 key, min_lsn=routing.min_lsn, max_staleness_ms=routing.max_staleness_ms
             )
             if stored is not None:
-                reply = self._hit(stored, trace_id, media, started)
+                reply = self._hit(stored, trace_id, media, started, gzip_ok=gzip_ok)
                 reply.headers.update(limit_headers)
                 if http_cacheable:
                     reply.headers["Cache-Control"] = self._cache_control(True, routing)
@@ -416,10 +427,9 @@ class GraphQLEndpoint:
         extensions = self._extensions(ctx, trace_id)
         if self._settings.routing_metadata:
             extensions["estimatedStatements"] = prepared.estimated_statements(req.operation_name)
-        body = b'{"data":' + data_bytes
-        if errors:
-            body += b',"errors":' + orjson.dumps(errors)
-        body += b',"extensions":' + orjson.dumps(extensions) + b"}"
+        prefix = BODY_OPEN + data_bytes
+        suffix = b',"errors":' + orjson.dumps(errors) if errors else b""
+        suffix += b',"extensions":' + orjson.dumps(extensions) + b"}"
         codes = [str(e["extensions"]["code"]) for e in errors]
         self._metrics.observe(
             operation=ctx.operation_name or "",
@@ -429,8 +439,11 @@ class GraphQLEndpoint:
             codes=codes,
             trace_id=trace_id or "",
         )
+        deflated: DeflatedPrefix | None = None
         if shareable and not errors and ctx.shareable and generation is not None:
-            await self._responses.store(key, ctx, generation, data_bytes)
+            # Deflated once here, for every later gzipped hit (and this reply); the middleware then skips it.
+            deflated = self._deflated(prefix)
+            await self._responses.store(key, ctx, generation, data_bytes, deflated)
         if http_cacheable:
             limit_headers = {
                 **limit_headers,
@@ -443,7 +456,36 @@ class GraphQLEndpoint:
             # Nothing could be served for lack of capacity: say so the way load balancers understand.
             status = 503
             limit_headers = {**limit_headers, "Retry-After": str(self._admission.retry_after_s)}
-        return Reply(body, status=status, media=media, headers=limit_headers)
+        return self._body(prefix, suffix, deflated, gzip_ok=gzip_ok, status=status, media=media, headers=limit_headers)
+
+    def _deflated(self, prefix: bytes) -> DeflatedPrefix | None:
+        """The prefix deflated for the cache, unless no hit's body could reach the compression threshold."""
+        if not self._compress_min or len(prefix) + _HIT_SUFFIX_MIN < self._compress_min:
+            return None
+        return deflate_prefix(prefix)
+
+    def _body(
+        self,
+        prefix: bytes,
+        suffix: bytes,
+        deflated: DeflatedPrefix | None,
+        *,
+        gzip_ok: bool,
+        status: int = 200,
+        media: str,
+        headers: dict[str, str] | None = None,
+    ) -> Reply:
+        """The reply of ``prefix + suffix``: gzipped from the deflated prefix when the client accepts gzip and the
+        body reaches the threshold (as the middleware would have), else plain, for the middleware to handle."""
+        if (
+            gzip_ok
+            and deflated is not None
+            and deflated.size == len(prefix)  # an entry of another body layout is not spliced onto this one
+            and deflated.size + len(suffix) >= self._compress_min
+        ):
+            gzipped = gzip_body(deflated, suffix)
+            return Reply(gzipped, status=status, media=media, headers={**(headers or {}), **GZIP_HEADERS})
+        return Reply(prefix + suffix, status=status, media=media, headers=headers)
 
     def _cache_control(self, shared: bool, routing: RequestRouting) -> str:
         """What HTTP caches may do with a GET or persisted-query response: keep it as long as the gateway's
@@ -453,7 +495,9 @@ class GraphQLEndpoint:
         staleness_s = (routing.max_staleness_ms or 0) // 1000
         return f"public, max-age={max(0, min(int(self._settings.cache_ttl_s), staleness_s))}"
 
-    def _hit(self, stored: StoredResponse, trace_id: str | None, media: str, started: float) -> Reply:
+    def _hit(
+        self, stored: StoredResponse, trace_id: str | None, media: str, started: float, *, gzip_ok: bool
+    ) -> Reply:
         for text in stored.searches:
             self._search_log.record(text)
         extensions: dict[str, Any] = {"statements": 0, "cache": "hit"}
@@ -467,9 +511,15 @@ class GraphQLEndpoint:
             codes=[],
             trace_id=trace_id or "",
         )
-        return Reply(
-            b'{"data":' + stored.data + b',"extensions":' + orjson.dumps(extensions) + b"}", media=media
-        )
+        suffix = b',"extensions":' + orjson.dumps(extensions) + b"}"
+        prefix = BODY_OPEN + stored.data
+        deflated = stored.deflated
+        if gzip_ok and deflated is None and stored.identity is not None:
+            # The first gzipped hit in this process of an entry another process stored: deflated once, kept.
+            deflated = self._deflated(prefix)
+            if deflated is not None:
+                self._responses.remember(stored.identity, deflated)
+        return self._body(prefix, suffix, deflated, gzip_ok=gzip_ok, media=media)
 
     async def _prepared(self, req: GraphQLRequest) -> tuple[PreparedDocument | None, str | None]:
         """The prepared document of a request (None for an unknown persisted-query hash), and the APQ hash to

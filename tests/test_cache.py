@@ -8,6 +8,7 @@ import json
 import socket
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -122,6 +123,42 @@ def test_values_in_redis_are_json_never_pickle(stack_layout: stack.StackLayout, 
                 assert set(entry) == fields
     finally:
         r.close()
+
+
+def test_a_gzipped_hit_reuses_its_entrys_deflated_prefix_in_every_process(
+    stack_layout: stack.StackLayout, gateway: ServedGateway
+) -> None:
+    """The process that stored an entry keeps its body prefix deflated; another process (sharing the store)
+    deflates it on its first gzipped hit and keeps it. What is kept is exactly ``{"data":`` and the data,
+    open-ended (sync flush), with its CRC-32 and length: what a gzipped hit splices its own extensions onto."""
+    query = f'{{ search(query: "council", first: 20) {{ edges {{ headline cursor }} }} }} # {uuid.uuid4().hex}'
+    with httpx.Client(base_url=gateway.url, timeout=30, headers={"accept-encoding": "gzip"}) as http:
+        miss = http.post("/graphql", json={"query": query})
+        assert miss.headers["content-encoding"] == "gzip" and miss.json()["extensions"]["statements"] >= 1
+        plain = http.post("/graphql", json={"query": query}, headers={"accept-encoding": "identity"}).content
+    prefix = plain[: plain.rindex(b',"extensions":')]
+    assert prefix.startswith(b'{"data":') and len(prefix) > 1400
+
+    def kept(served: ServedGateway) -> list[Any]:
+        responses = served.app.state.responses
+        return [d for d in responses._deflated.values() if d.size == len(prefix) and d.crc == zlib.crc32(prefix)]
+
+    assert len(kept(gateway)) == 1, "the storing process did not keep the prefix it deflated"
+    deflated = kept(gateway)[0]
+    assert deflated.deflate.endswith(b"\x00\x00\xff\xff")  # a sync flush: byte-aligned, no final block yet
+    inflater = zlib.decompressobj(wbits=-15)
+    assert inflater.decompress(deflated.deflate) == prefix and not inflater.eof
+
+    with ServedGateway(gateway_settings(stack_layout)) as other, \
+            httpx.Client(base_url=other.url, timeout=30, headers={"accept-encoding": "gzip"}) as http:
+        assert kept(other) == []
+        for _ in range(2):
+            with http.stream("POST", "/graphql", json={"query": query}) as resp:
+                wire = b"".join(resp.iter_raw())
+            assert resp.headers["content-encoding"] == "gzip" and wire[9] == 0xFF  # the gateway's own gzip
+            body = json.loads(zlib.decompress(wire, wbits=31))
+            assert body["extensions"]["cache"] == "hit" and body["data"] == json.loads(prefix + b"}")["data"]
+        assert kept(other) == [deflated], "the other process did not keep the prefix it deflated on its first hit"
 
 
 def _silent_server() -> tuple[socket.socket, int]:

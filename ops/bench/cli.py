@@ -37,6 +37,10 @@ def main(what: str, rest: list[str]) -> int:
         from ops.bench import serving
 
         return int(serving.main(rest))
+    if what == "serving-cpu":
+        from ops.bench import cpu_compare
+
+        return int(cpu_compare.main(rest))
     if what == "compression":
         from ops.bench import compression
 
@@ -72,7 +76,8 @@ def main(what: str, rest: list[str]) -> int:
         "search": bench_search, "partitions": bench_partitions, "relevance": bench_relevance,
         "explain": bench_explain}
     if what not in benches:
-        choices = [*benches, "cache", "ingest", "scale", "tracing", "load", "serving", "overload", "compression"]
+        choices = [*benches, "cache", "ingest", "scale", "tracing", "load", "serving", "serving-cpu", "overload",
+                   "compression"]
         print(f"unknown benchmark {what!r}; choose from {', '.join(choices)}", file=sys.stderr)
         return 2
     return benches[what](args)

@@ -28,6 +28,7 @@ from graphql import build_schema, execute, parse
 import gateway
 from ops.common.gateway_process import GatewayProcess
 from ops.common.net import free_port
+from ops.stack import PROJECT_DIR
 
 SEARCH_20 = """query Search20($q: String!, $to: Date) {
   search(query: $q, first: 20, filter: {dateTo: $to}) {
@@ -129,9 +130,12 @@ class ServedProcess:
 
 
 @contextlib.contextmanager
-def served_gateway(env: Mapping[str, str], *, workers: int = 1) -> Iterator[ServedProcess]:
-    """``python -m gateway serve`` with ``env`` on a free port, stopped (SIGTERM) afterwards."""
-    with GatewayProcess(dict(env), port=free_port(), workers=workers) as proc:
+def served_gateway(
+    env: Mapping[str, str], *, workers: int = 1, project_dir: Path = PROJECT_DIR
+) -> Iterator[ServedProcess]:
+    """``python -m gateway serve`` (of the tree in ``project_dir``) with ``env`` on a free port, stopped (SIGTERM)
+    afterwards."""
+    with GatewayProcess(dict(env), port=free_port(), workers=workers, project_dir=project_dir) as proc:
         yield ServedProcess(pid=proc.pid, url=proc.url, metrics_url=proc.metrics_url)
 
 
@@ -151,9 +155,12 @@ def cpu_per_request(
     *,
     requests: int,
     warmup: int = 30,
+    headers: Mapping[str, str] | None = None,
 ) -> float:
-    """Server CPU seconds per request, sending ``bodies`` round-robin one at a time over one connection."""
-    with httpx.Client(base_url=served.url, timeout=30) as http:
+    """Server CPU seconds per request, sending ``bodies`` round-robin one at a time over one connection.
+
+    httpx asks for gzip (``Accept-Encoding: gzip, deflate``) unless ``headers`` say otherwise."""
+    with httpx.Client(base_url=served.url, timeout=30, headers=dict(headers or {})) as http:
         for i in range(warmup):
             http.post("/graphql", json=bodies[i % len(bodies)]).raise_for_status()
         before = tree_cpu_s(served.pid)

@@ -40,6 +40,7 @@ class GatewayProcess:
         ready_timeout_s: float = 60.0,
         workers: int = 1,
         stdout_path: Path | None = None,
+        project_dir: Path = PROJECT_DIR,
     ) -> None:
         # Benchmarks and drills send all their load from one address: the per-client budgets are raised out of
         # the way (the limiter still counts every request, so its cost stays measured) unless ``env`` says otherwise.
@@ -51,6 +52,9 @@ class GatewayProcess:
         metrics = {"GATEWAY_METRICS_PORT": str(free_port()), "GATEWAY_METRICS_HOST": LOOPBACK}
         self.env = {**os.environ, **unlimited, **metrics, **env}
         self.workers = workers
+        # The tree whose ``gateway`` package is served: ``-m`` imports from the working directory first, so a
+        # benchmark can serve an older commit's code (exported elsewhere) beside this one.
+        self.project_dir = project_dir
         self.port = port
         self.url = f"http://{LOOPBACK}:{port}"
         metrics_port = self.env["GATEWAY_METRICS_PORT"]
@@ -88,7 +92,7 @@ class GatewayProcess:
                 str(self.workers),
             ],
             env=self.env,
-            cwd=PROJECT_DIR,
+            cwd=self.project_dir,
             stdout=self._stdout if self._stdout is not None else subprocess.DEVNULL,
             stderr=self._log,
         )
