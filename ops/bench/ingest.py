@@ -5,8 +5,11 @@ is left alone) and each variant of server settings to compare (``--variants wal_
 wal_compression=lz4,default_toast_compression=lz4 ...``), on an empty, migrated database:
 
 1. **the floor**: the same pages COPYed over the same number of parallel connections into an UNLOGGED table
-   without indexes that computes the same ``search_vector`` (the column's own expression, read from the
-   catalogue): the work no design avoids, moving the bytes and computing every vector once;
+   without indexes that computes the same ``search_vector`` as a stored generated column,
+   ``to_tsvector('public.civic', text)`` (what ``meeting_page``'s trigger computes for every text under 128 KiB,
+   and what its generated column computed before migration 0011): the work no design avoids, moving the bytes
+   and computing every vector once. The floor is the same whatever the schema does, so runs before and after a
+   change to how ``meeting_page`` computes its vectors compare against the same thing;
 2. **ingest**: ``python -m ops ingest``'s engine (:func:`ops.ingest.ingest_jsonl`) end to end, new partitions
    loaded, indexed and attached, ANALYZE done; while it runs, every replica's replay lag is sampled twice a
    second (bytes behind the primary's current WAL position);
@@ -39,11 +42,7 @@ from psycopg import sql
 from ops import stack
 from ops.bench.report import machine, say, write_report
 
-_EXPRESSION = """
-    SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d
-      JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-     WHERE d.adrelid = 'public.meeting_page'::regclass AND a.attname = 'search_vector'
-"""
+FLOOR_VECTOR = "to_tsvector('public.civic'::regconfig, text)"
 
 
 def _connect(dsn: str) -> psycopg.Connection[Any]:
@@ -69,14 +68,12 @@ def floor_data(jsonl: Path, workers: int) -> list[bytes]:
 def floor(admin: str, data: list[bytes]) -> float:
     """Seconds to COPY ``data`` in parallel into an unlogged, unindexed table computing the same vector."""
     with _connect(admin) as conn:
-        row = conn.execute(_EXPRESSION).fetchone()
-        expression = sql.SQL(str(row[0]) if row else "to_tsvector('public.civic'::regconfig, text)")
         conn.execute("DROP TABLE IF EXISTS public.bench_floor")
         conn.execute(
             sql.SQL(
                 "CREATE UNLOGGED TABLE public.bench_floor (id text, meeting_date date, page_number int, text text, "
                 "search_vector tsvector GENERATED ALWAYS AS ({}) STORED)"
-            ).format(expression)
+            ).format(sql.SQL(FLOOR_VECTOR))
         )
 
     def one(chunk: bytes) -> None:
