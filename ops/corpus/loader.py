@@ -9,6 +9,7 @@ connections keep every core busy.
 from __future__ import annotations
 
 import concurrent.futures
+import itertools
 import multiprocessing
 import time
 from collections.abc import Iterable, Sequence
@@ -23,6 +24,7 @@ from tqdm import tqdm
 from migrations import partitions
 from migrations.partitions import PAGE_COLUMNS
 from ops import stack
+from ops.corpus import bulk
 from ops.corpus.model import CorpusError, Document, LoadStats, Page, Plan
 from ops.corpus.planning import plan
 from ops.corpus.text import document_pages
@@ -34,9 +36,12 @@ _COPY_MUNICIPALITIES = "COPY public.municipality (id, subdomain, name, state, co
 _COPY_DOCUMENTS = (
     "COPY public.meeting_document (id, municipality_id, meeting_name, meeting_date, document_type) FROM STDIN"
 )
-_COPY_PAGES = sql.SQL("COPY public.meeting_page ({}) FROM STDIN").format(
-    sql.SQL(", ").join(sql.Identifier(c) for c in PAGE_COLUMNS)
-)
+_PAGE_COLUMNS = sql.SQL(", ").join(sql.Identifier(c) for c in PAGE_COLUMNS)
+
+
+def _copy_pages_into(table: str) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier("public", table), _PAGE_COLUMNS)
+
 _CLEAN_GIN_PENDING = """
     SELECT gin_clean_pending_list(x.indexrelid)
       FROM pg_inherits p
@@ -83,32 +88,43 @@ def _copy_pages(
     corpus: Plan,
     documents: Sequence[Document],
     on_pages: _Progress,
+    targets: bulk.Targets | None = None,
 ) -> int:
-    """COPY the pages of ``documents`` in one transaction; returns the bytes of text sent."""
+    """COPY the pages of ``documents`` in one transaction; returns the bytes of text sent.
+
+    With ``targets`` each document's pages go straight into its period's table (the documents are in date
+    order, so a share switches tables a few times); without, everything goes through ``meeting_page``.
+    """
     # GIN insertion appends to the index's pending list, and whichever backend overflows it (4 MB) merges
     # it into the index using work_mem: 4 MB by default, which makes the merge run in many small passes.
     # SET LOCAL: nothing outlives the transaction, even on a PgBouncer server connection that is reused.
     conn.execute("SET LOCAL work_mem = '64MB'")
     text_bytes = 0
-    with conn.cursor() as cursor, cursor.copy(_COPY_PAGES) as copy:
-        buffer: list[str] = []
-        size = 0
-        done = 0
-        for doc in documents:
-            for page in document_pages(corpus, doc):
-                line = _page_line(page)
-                buffer.append(line)
-                size += len(line)
-                text_bytes += len(page.text.encode())
-            done += doc.pages
-            if size >= _CHUNK_CHARS:
-                copy.write("".join(buffer).encode())
-                buffer, size = [], 0
-                on_pages(done)
+
+    def table_of(doc: Document) -> str:
+        return targets.table(doc.meeting_date) if targets is not None else partitions.PARENT
+
+    with conn.cursor() as cursor:
+        for table, group in itertools.groupby(documents, key=table_of):
+            with cursor.copy(_copy_pages_into(table)) as copy:
+                buffer: list[str] = []
+                size = 0
                 done = 0
-        if buffer:
-            copy.write("".join(buffer).encode())
-        on_pages(done)
+                for doc in group:
+                    for page in document_pages(corpus, doc):
+                        line = _page_line(page)
+                        buffer.append(line)
+                        size += len(line)
+                        text_bytes += len(page.text.encode())
+                    done += doc.pages
+                    if size >= _CHUNK_CHARS:
+                        copy.write("".join(buffer).encode())
+                        buffer, size = [], 0
+                        on_pages(done)
+                        done = 0
+                if buffer:
+                    copy.write("".join(buffer).encode())
+                on_pages(done)
     return text_bytes
 
 
@@ -150,14 +166,20 @@ def select(documents: Sequence[Document], selection: Selection | None) -> Sequen
 
 
 def _load_share(
-    dsn: str, pages: int, seed: int, first: int, stop: int, selection: Selection | None = None
+    dsn: str,
+    pages: int,
+    seed: int,
+    first: int,
+    stop: int,
+    selection: Selection | None = None,
+    targets: bulk.Targets | None = None,
 ) -> int:
     """Worker process: generate and COPY the pages of documents [first, stop) of the selection; returns the
     bytes of text."""
     corpus = plan(pages, seed)  # cheap next to the pages, and identical in every process
     with _connect(dsn) as conn:
         chosen = select(corpus.documents, selection)
-        return _copy_pages(conn, corpus, chosen[first:stop], _Progress(_worker_counter))
+        return _copy_pages(conn, corpus, chosen[first:stop], _Progress(_worker_counter), targets)
 
 
 def _shares(documents: Sequence[Document], workers: int) -> list[tuple[int, int]]:
@@ -198,11 +220,13 @@ def load(dsn: str, *, pages: int, seed: int = 1, workers: int = 2, progress: boo
 
     ``dsn`` is an admin connection string to the primary (a superuser or the table owner; session-mode
     PgBouncer is fine). The three tables must be empty (``TRUNCATE meeting_page, meeting_document,
-    municipality RESTART IDENTITY CASCADE`` empties them). Creates the yearly partitions the dates need,
-    loads municipalities and documents in one transaction, pages over ``workers`` parallel connections (one
-    transaction each, ``workers=1`` stays in this process), then merges the GIN pending lists and ANALYZEs.
-    With ``progress`` a bar and a summary line are printed. Raises :class:`CorpusError` when the database
-    is not empty, is a replica, or the page load fails (after which the tables must be truncated).
+    municipality RESTART IDENTITY CASCADE`` empties them). Each period the dates need gets a table of its own,
+    loaded without the full-text index and attached once indexed (:mod:`ops.corpus.bulk`); municipalities and
+    documents go in one transaction, pages over ``workers`` parallel connections (one transaction each,
+    ``workers=1`` stays in this process); then the indexes are built over the same number of connections, the
+    tables attached, and everything ANALYZEd. With ``progress`` a bar and a summary line are printed. Raises
+    :class:`CorpusError` when the database is not empty, is a replica, or the page load fails (after which the
+    tables must be truncated).
     """
     started = time.perf_counter()
     corpus = plan(pages, seed)
@@ -216,8 +240,9 @@ def load(dsn: str, *, pages: int, seed: int = 1, workers: int = 2, progress: boo
                     f"{table} is not empty: run 'TRUNCATE meeting_page, meeting_document, municipality "
                     "RESTART IDENTITY CASCADE' first, or pass --if-empty to keep what is there"
                 )
-        # Partitions first: rows COPYed into DEFAULT would have to be moved out later, row by row.
-        partitions.ensure_range(conn, corpus.first_date, corpus.last_date)
+        # Tables for every period first (rows COPYed into DEFAULT would have to be moved out later, row by
+        # row), made without the full-text index, which is built once the rows are in (see ops.corpus.bulk).
+        targets = bulk.prepare(conn, corpus.first_date, corpus.last_date)
         with conn.transaction(), conn.cursor() as cursor:
             _copy_lines(
                 cursor,
@@ -251,9 +276,9 @@ def load(dsn: str, *, pages: int, seed: int = 1, workers: int = 2, progress: boo
     try:
         if len(shares) <= 1:
             with _connect(dsn) as conn:
-                text_bytes = _copy_pages(conn, corpus, corpus.documents, _Progress(bar=bar))
+                text_bytes = _copy_pages(conn, corpus, corpus.documents, _Progress(bar=bar), targets)
         else:
-            text_bytes = _parallel(dsn, corpus, shares, bar)
+            text_bytes = _parallel(dsn, corpus, shares, bar, targets=targets)
     except (psycopg.Error, OSError, BrokenProcessPool) as exc:
         # Municipalities and documents are committed, and so may be another worker's pages.
         raise CorpusError(
@@ -264,6 +289,8 @@ def load(dsn: str, *, pages: int, seed: int = 1, workers: int = 2, progress: boo
         if bar is not None:
             bar.close()
     pages_seconds = time.perf_counter() - pages_started
+    with _connect(dsn, autocommit=True) as conn:
+        index_seconds, attach_seconds = bulk.index_and_attach(dsn, conn, targets, max(1, len(shares)))
 
     analyze_started = time.perf_counter()
     with _connect(dsn, autocommit=True) as conn:
@@ -284,6 +311,7 @@ def load(dsn: str, *, pages: int, seed: int = 1, workers: int = 2, progress: boo
         seconds=now - started,
         pages_seconds=pages_seconds,
         analyze_seconds=now - analyze_started,
+        index_seconds=index_seconds + attach_seconds,
     )
     if progress:
         print(stats.summary())
@@ -296,6 +324,7 @@ def _parallel(
     shares: list[tuple[int, int]],
     bar: tqdm[NoReturn] | None,
     selection: Selection | None = None,
+    targets: bulk.Targets | None = None,
 ) -> int:
     # spawn, not fork: the parent holds open libpq connections and tqdm's monitor thread, neither of which
     # may be duplicated into a child.
@@ -304,7 +333,7 @@ def _parallel(
     with concurrent.futures.ProcessPoolExecutor(
         max_workers=len(shares), mp_context=context, initializer=_init_worker, initargs=(counter,)
     ) as pool:
-        futures = [pool.submit(_load_share, dsn, corpus.pages, corpus.seed, a, b, selection) for a, b in shares]
+        futures = [pool.submit(_load_share, dsn, corpus.pages, corpus.seed, a, b, selection, targets) for a, b in shares]
         shown = 0
         pending: set[concurrent.futures.Future[int]] = set(futures)
         while pending:

@@ -103,6 +103,7 @@ class LoadStats:
     seconds: float
     pages_seconds: float
     analyze_seconds: float  # the full-text index's upkeep (GIN merges its pending lists; RUM has none), then ANALYZE
+    index_seconds: float = 0.0  # building the indexes of tables loaded without them, and attaching them
 
     @property
     def pages_per_second(self) -> float:
@@ -115,6 +116,6 @@ class LoadStats:
             f"loaded {self.pages:,} pages ({self.documents:,} documents, {self.municipalities:,} "
             f"municipalities, {self.text_bytes / 1e6:,.1f} MB of text) in {self.seconds:.1f} s = "
             f"{self.pages_per_second:,.0f} pages/s (pages COPY {self.pages_seconds:.1f} s over "
-            f"{self.workers} connection(s), "
+            f"{self.workers} connection(s), indexes built after the load {self.index_seconds:.1f} s, "
             f"index upkeep + ANALYZE {self.analyze_seconds:.1f} s)"
         )
