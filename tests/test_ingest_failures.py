@@ -40,12 +40,13 @@ def leftover_prepared(conn: Conn) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-def overflowing_text() -> str:
-    """Under 1 MiB of text whose search vector is over PostgreSQL's 1 MB: unique hyphenated codes."""
+def overflowing_text(size_chars: int = 1_000_000) -> str:
+    """Under 1 MiB of text whose search vector is over PostgreSQL's 1 MB: unique hyphenated codes (2.7 bytes of
+    vector per byte of text, so from about 400,000 characters on)."""
     words = []
     size = 0
     i = 0
-    while size < 1_000_000:
+    while size < size_chars:
         words.append(f"q{i:06x}-r{i:06x}-s{i:06x}")
         size += len(words[-1]) + 1
         i += 1

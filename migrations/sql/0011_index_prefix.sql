@@ -14,18 +14,32 @@
 SET LOCAL lock_timeout = '10s';
 
 -- How many leading characters of a page's text its search vector covers: all of them, unless the vector of
--- the whole text is over PostgreSQL's limit; then the longest prefix that fits, found by bisection to within
--- 1,024 characters and cut back to the last whitespace before it, so no word is indexed half. Texts up to
--- 131,072 bytes (128 KiB) are never checked; ops/ingest/oversize.py CHECK_FROM_BYTES is the same threshold.
+-- the whole text is over PostgreSQL's limit; then the longest prefix that fits, to within 1,024 characters, cut
+-- back to the last whitespace before it, so no word is indexed half. Texts up to 131,072 bytes (128 KiB) are
+-- never checked; ops/ingest/oversize.py CHECK_FROM_BYTES is the same threshold. The ingest calls it too, to
+-- warn about a page that is only partly searchable.
+--
+-- The search is a bisection that guesses: each probe computes the vector of a prefix, which costs as much as
+-- the prefix is long, so the next probe is put where the prefix's lexemes, at the density seen so far (bytes of
+-- lexemes and positions per character), would reach the limit, at least `step` characters past the longest
+-- fitting prefix (doubled after each fit, so a text whose density drops is crossed in a few probes), halving the
+-- bracket instead when the guess falls outside it. The first probe after the whole text is a 131,072-character
+-- sample. On the worst text found (1 MB of unique hyphenated codes) that is 7 probes instead of plain
+-- bisection's 11, and 40 % fewer characters parsed; a text whose density changes (ordinary words, then codes)
+-- may take a probe more than bisection.
 -- Each probe runs in a block with an EXCEPTION handler (a subtransaction): only texts over the threshold
--- come here. The ingest calls it too, to warn about a page that is only partly searchable.
+-- come here.
 CREATE FUNCTION public.civic_indexed_length(body text) RETURNS integer
     LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
 AS $$
 DECLARE
-    good integer := 0;
-    bad integer := length(body);
+    lim constant integer := 1048575;  -- MAXSTRPOS: the bytes of lexemes and positions a tsvector may hold
+    good integer := 0;                -- the longest prefix known to fit...
+    good_size integer := 0;           -- ...and the bytes its lexemes and positions take
+    bad integer := length(body);      -- the shortest prefix known not to fit
+    step integer := 1024;
     middle integer;
+    vector tsvector;
     space integer;
 BEGIN
     IF octet_length(body) <= 131072 THEN
@@ -38,12 +52,26 @@ BEGIN
         NULL;  -- "string is too long for tsvector": look for the prefix below
     END;
     WHILE bad - good > 1024 LOOP
-        middle := (good + bad) / 2;
+        IF good = 0 THEN
+            middle := least(131072, bad / 2);
+        ELSIF good_size <= 0 THEN
+            middle := (good + bad) / 2;
+        ELSE
+            -- Aim at 99.5 % of the limit: just under it, a fit, and the next probe `step` further closes in.
+            middle := greatest(good + step, (good::bigint * (lim - lim / 200) / good_size)::integer);
+        END IF;
+        IF middle >= bad THEN
+            middle := (good + bad) / 2;
+        END IF;
         BEGIN
-            PERFORM to_tsvector('public.civic'::regconfig, left(body, middle));
+            vector := to_tsvector('public.civic'::regconfig, left(body, middle));
             good := middle;
+            -- A tsvector is a 4-byte length, a 4-byte count, 4 bytes per lexeme, then lexemes and positions.
+            good_size := pg_column_size(vector) - 8 - 4 * length(vector);
+            step := step * 2;
         EXCEPTION WHEN program_limit_exceeded THEN
             bad := middle;
+            step := 1024;
         END;
     END LOOP;
     -- Position of the last whitespace of the prefix, counted from its end (0: none).
