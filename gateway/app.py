@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from gateway.admission import Admission, install
 from gateway.cache import ResultCache
+from gateway.concurrency import DatabaseGate
 from gateway.documents import DocumentCache
 from gateway.endpoint import GraphQLEndpoint
 from gateway.metrics import Metrics
@@ -184,6 +185,11 @@ def create_app(
         default_staleness_ms=settings.max_staleness_ms,
     )
     admission = Admission(max_in_flight=settings.max_in_flight, max_loop_lag_ms=settings.max_loop_lag_ms)
+    gate = DatabaseGate(
+        enabled=settings.database_gate,
+        max_limit=settings.max_in_flight,
+        tolerance=settings.database_gate_tolerance,
+    )
     limiter = RateLimiter(
         reads_per_minute=settings.rate_limit_reads_per_minute,
         writes_per_minute=settings.rate_limit_writes_per_minute,
@@ -200,6 +206,8 @@ def create_app(
     )
     metrics = Metrics(lambda: holder.get("router"), cache, statements, persisted)
     admission.on_refuse = metrics.overloaded
+    gate.on_update = metrics.gate_limit.set
+    metrics.gate_limit.set(gate.bound)
     search_log = SearchLog(sample=settings.search_log_sample)
     endpoint = GraphQLEndpoint(
         schema,
@@ -209,6 +217,7 @@ def create_app(
         cache=cache,
         responses=responses,
         admission=admission,
+        gate=gate,
         limiter=limiter,
         tracer=tracer,
         queryids=queryids,
@@ -320,6 +329,7 @@ def create_app(
     app.state.responses = responses
     app.state.documents = documents
     app.state.admission = admission
+    app.state.gate = gate
     app.state.limiter = limiter
     app.state.metrics = metrics
     app.state.statements = statements

@@ -33,6 +33,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.admission import Admission
 from gateway.auth import TokenStore
 from gateway.cache import ResultCache
+from gateway.concurrency import DatabaseGate
 from gateway.documents import DocumentCache, PreparedDocument
 from gateway.http_request import GraphQLRequest, RequestError, from_get, from_post
 from gateway.metrics import Metrics
@@ -172,6 +173,7 @@ class GraphQLEndpoint:
         cache: ResultCache,
         responses: ResponseCache,
         admission: Admission,
+        gate: DatabaseGate,
         limiter: RateLimiter,
         tracer: trace.Tracer,
         queryids: QueryIds,
@@ -186,6 +188,7 @@ class GraphQLEndpoint:
         self._cache = cache
         self._responses = responses
         self._admission = admission
+        self._gate = gate
         self._limiter = limiter
         self._tracer = tracer
         self._db_attributes = connection_attributes(settings.node_dsns)
@@ -381,12 +384,30 @@ class GraphQLEndpoint:
                     reply.headers["Cache-Control"] = self._cache_control(True, routing)
                 return reply
 
+        # Queries that reach this point go to the databases; their number is bounded by what the servers were
+        # seen to carry (gateway.concurrency). Writes are not: they are few, and refusing one for a crowd of
+        # readers would lose the one request that cannot simply be retried elsewhere.
+        gate_ticket = self._gate.enter() if op_type is OperationType.QUERY else None
+        if gate_ticket is None and op_type is OperationType.QUERY:
+            self._metrics.overloaded("databases", "endpoint")
+            self._refused(OVERLOADED, started, trace_id, operation=req.operation_name or "")
+            return error_reply(
+                "the databases are at capacity; retry shortly",
+                OVERLOADED,
+                503,
+                trace_id=trace_id,
+                media=media,
+                headers={**limit_headers, "Retry-After": str(self._admission.retry_after_s)},
+            )
         ctx = self._context(req, routing, viewer)
         if shareable:
             # One layer of caching at a time: this response is about to be cached whole, so caching the rows
             # it is made of as well would only add round trips to Redis.
             ctx.cache = None
-        result = await self._execute(prepared, req, ctx)
+        try:
+            result = await self._execute(prepared, req, ctx)
+        finally:
+            self._gate.leave(gate_ticket)
         errors = [shape_error(e) for e in result.errors or ()]
         for error, shaped in zip(result.errors or (), errors, strict=True):
             if shaped["extensions"]["code"] == INTERNAL:

@@ -7,7 +7,8 @@ byte, and the body within ``GATEWAY_HTTP_BODY_TIMEOUT_S`` of the head; past eith
 
 When the worker's admission control is full (``gateway.admission``), a request for ``/graphql`` is refused in
 the parser's callback that completes its head: the 503 goes out from the same turn of the event loop that read
-the bytes, with no task, routing or middleware made for it, and its body is read and dropped. The connection
+the bytes, with no task, routing or middleware made for it, and its body is read and dropped. It carries the
+request's ids (``X-Request-Id``, ``extensions.traceId``) and gets its access-log line, like any response. The connection
 stays open for the client's next request unless it asked otherwise. ``/healthz`` and the other paths are never
 refused here.
 """
@@ -15,6 +16,7 @@ refused here.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import secrets
@@ -23,6 +25,9 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gateway.admission import installed
+from gateway.logs import ACCESS_LOGGER, REQUEST_IDS, request_id
+
+access_log = logging.getLogger(ACCESS_LOGGER)
 
 _TRACEPARENT = re.compile(rb"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 HEAD_TIMEOUT_ENV = "GATEWAY_HTTP_HEAD_TIMEOUT_S"
@@ -117,9 +122,42 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         admission.refuse("protocol")
         keep_alive = self.parser.get_http_version() == "1.1" and self.parser.should_keep_alive()
         connection = b"connection: keep-alive\r\n" if keep_alive else b"connection: close\r\n"
-        body = b'{"errors":' + errors + b',"extensions":{"traceId":"' + self._trace_id() + b'"}}'
-        self.transport.write(head + b"content-length: %d\r\n" % len(body) + connection + b"\r\n" + body)
+        trace_id = self._trace_id()
+        given = next((v for n, v in self.headers if n == b"x-request-id"), b"")
+        rid = request_id(given.decode("latin-1")).encode()
+        body = b'{"errors":' + errors + b',"extensions":{"traceId":"' + trace_id + b'"}}'
+        self.transport.write(
+            head + b"content-length: %d\r\nx-request-id: %s\r\n" % (len(body), rid) + connection + b"\r\n" + body
+        )
         self._dropping = True
         if not keep_alive:
             self.transport.close()
+        if access_log.isEnabledFor(logging.INFO):
+            self._log_refusal(trace_id.decode(), rid.decode(), len(body))
         return True
+
+    def _log_refusal(self, trace_id: str, rid: str, size: int) -> None:
+        """The access line of a refusal, with the fields the request middleware writes for any response."""
+        # uvicorn fills the scope's method and path only when it handles the head, which a refusal skips.
+        method = self.parser.get_method().decode("ascii", "replace")
+        path = self.url.split(b"?", 1)[0].decode("ascii", "replace")
+        client = self.client
+        token = REQUEST_IDS.set((trace_id, rid))
+        try:
+            access_log.info(
+                "%s %s %s",
+                method,
+                path,
+                503,
+                extra={
+                    "http.request.method": method,
+                    "url.path": path,
+                    "http.response.status_code": 503,
+                    "http.response.body.size": size,
+                    "duration_ms": 0.0,
+                    "client.address": client[0] if client else "",
+                    "civic.refused": "protocol",
+                },
+            )
+        finally:
+            REQUEST_IDS.reset(token)

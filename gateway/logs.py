@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import re
+import secrets
 import time
 from typing import Any
 
@@ -26,6 +28,14 @@ REQUEST_IDS: contextvars.ContextVar[tuple[str, str] | None] = contextvars.Contex
     "gateway_request_ids", default=None
 )
 ACCESS_LOGGER = "gateway.access"
+# A client's X-Request-Id is echoed and logged only when it is this tame; any other value is replaced.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def request_id(given: str) -> str:
+    """The request id of a request: the client's ``X-Request-Id`` when it is tame, else a new random one."""
+    return given if _REQUEST_ID.match(given) else secrets.token_hex(8)
+
 #: The attributes every LogRecord has; anything else on a record came from ``extra=`` and is logged as a field.
 _RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "trace_id", "request_id"}
 

@@ -195,6 +195,11 @@ class Metrics:
             ["reason", "stage"],
             registry=self.registry,
         )
+        self.gate_limit = Gauge(
+            "civic_database_gate_limit",
+            "Queries the workers may send to the databases at once, as learned from their latency (summed).",
+            registry=self.registry, multiprocess_mode="livesum",
+        )
         # Operation names are client input: past this many distinct names, new ones are counted as "other",
         # so a client inventing names cannot grow the series without bound.
         self._operations: set[str] = set()

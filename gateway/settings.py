@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     max_loop_lag_ms: float = Field(
         default=50.0, ge=0, description="refuse new requests while a worker's event loop runs this late (0: off)"
     )
+    database_gate: bool = Field(
+        default=True,
+        description="learn how many queries a worker may send to the databases at once; refuse past it (503)",
+    )
+    database_gate_tolerance: float = Field(
+        default=2.0, ge=1.0, description="the bound shrinks when latency exceeds the no-crowd latency this much"
+    )
     rate_limit_enabled: bool = Field(default=True, description="per-client request budgets (HTTP 429 past them)")
     rate_limit_reads_per_minute: int = Field(default=1200, ge=1)
     rate_limit_writes_per_minute: int = Field(default=120, ge=1)

@@ -35,10 +35,10 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.logs import ACCESS_LOGGER, REQUEST_IDS
+from gateway.logs import request_id as new_request_id
 
 _TRACEPARENT = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
 #: A request id a client (or a proxy in front) sends is kept when it is this tame; otherwise one is made.
-_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 SERVICE_NAME = "civic-gateway"
 access_log = logging.getLogger(ACCESS_LOGGER)
 
@@ -159,7 +159,7 @@ class RequestContextMiddleware:
         trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else _fallback_trace_id(headers)
         scope["gateway.trace_id"] = trace_id
         given = headers.get("x-request-id", "")
-        request_id = given if _REQUEST_ID.match(given) else secrets.token_hex(8)
+        request_id = new_request_id(given)
         recording = span.is_recording()
         if recording:
             span.set_attribute("civic.request.id", request_id)

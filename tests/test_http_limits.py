@@ -97,11 +97,16 @@ def _post(body: bytes, *, extra: bytes = b"") -> bytes:
 
 def test_a_full_worker_refuses_in_the_protocol_and_keeps_the_connection(stack_layout: stack.StackLayout) -> None:
     import json
+    import tempfile
+    from pathlib import Path
 
-    from tests.helpers import eventually
+    from ops.common.gateway_process import GatewayProcess
+    from tests.helpers import eventually, free_port
 
-    env = {**stack_layout.gateway_env(), "GATEWAY_MAX_IN_FLIGHT": "1", "GATEWAY_RATE_LIMIT_ENABLED": "false"}
-    with served_gateway(env, workers=1) as served:
+    env = {**stack_layout.gateway_env(), "GATEWAY_MAX_IN_FLIGHT": "1", "GATEWAY_RATE_LIMIT_ENABLED": "false",
+           "GATEWAY_LOG_FORMAT": "json"}
+    stdout = Path(tempfile.mkdtemp(prefix="civic-refusal-")) / "stdout.log"
+    with GatewayProcess(env, port=free_port(), stdout_path=stdout) as served:
         host, port = served.url.removeprefix("http://").split(":")
         query = json.dumps({"query": "{ __typename }"}).encode()
         with socket.create_connection((host, int(port)), timeout=10) as holder, \
@@ -118,10 +123,25 @@ def test_a_full_worker_refuses_in_the_protocol_and_keeps_the_connection(stack_la
             payload = json.loads(body)
             assert payload["errors"][0]["extensions"]["code"] == "OVERLOADED"
             assert len(payload["extensions"]["traceId"]) == 32
-            # The client's own trace id comes back, as on any response.
+            # The client's own trace id and request id come back, as on any response.
             trace = "0af7651916cd43dd8448eb211c80319c"
-            _, _, body = _exchange(crowd, _post(query, extra=f"traceparent: 00-{trace}-b7ad6b7169203331-01\r\n".encode()))
-            assert json.loads(body)["extensions"]["traceId"] == trace
+            ids = f"traceparent: 00-{trace}-b7ad6b7169203331-01\r\nx-request-id: crowd-7\r\n".encode()
+            status, headers, body = _exchange(crowd, _post(query, extra=ids))
+            assert status == 503 and json.loads(body)["extensions"]["traceId"] == trace
+            assert headers["x-request-id"] == "crowd-7"
+            # ... and it has its access-log line, with those ids, like any response.
+            def refusal_logged() -> dict[str, object] | None:
+                for line in stdout.read_text().splitlines():
+                    event = json.loads(line)
+                    if event.get("request_id") == "crowd-7":
+                        return event
+                return None
+
+            line = eventually(refusal_logged, timeout_s=10, what="the refusal's access line")
+            assert line is not None
+            assert line["logger"] == "gateway.access" and line["trace_id"] == trace
+            assert line["http.response.status_code"] == 503 and line["url.path"] == "/graphql"
+            assert line["civic.refused"] == "protocol"
             # The refused request's body was read and dropped: the same connection still frames requests
             # correctly, and paths other than /graphql are never refused.
             assert _exchange(crowd, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200

@@ -56,12 +56,18 @@ def gateway_env(layout: stack.StackLayout, **overrides: str) -> dict[str, str]:
 
     The cache is off because a drill measures what the routing layer does when a node dies: a cached answer
     would never reach a node. Shedding on loop lag is off because on a shared test host the lag follows the
-    host's other work, so the gateway would refuse reads for reasons the fault did not cause; the bound on
-    requests in flight stays, and ``python -m ops bench overload`` measures admission control itself.
+    host's other work, so the gateway would refuse reads for reasons the fault did not cause, and so is the
+    database gate, whose bound learned from latency would shrink during the very failover a drill causes; the
+    bound on requests in flight stays, and ``python -m ops bench overload`` measures admission control itself.
     """
     env = layout.gateway_env()
     env.update(
-        {"GATEWAY_ROUTING_METADATA": "true", "GATEWAY_CACHE_ENABLED": "false", "GATEWAY_MAX_LOOP_LAG_MS": "0"}
+        {
+            "GATEWAY_ROUTING_METADATA": "true",
+            "GATEWAY_CACHE_ENABLED": "false",
+            "GATEWAY_MAX_LOOP_LAG_MS": "0",
+            "GATEWAY_DATABASE_GATE": "false",
+        }
     )
     env.update(overrides)
     return env

@@ -34,6 +34,7 @@ def summary(samples: Sequence[float]) -> dict[str, float]:
         "p50": round(statistics.median(samples), 2),
         "p95": round(percentile(samples, 95) or float("nan"), 2),
         "min": round(min(samples), 2),
+        "max": round(max(samples), 2),
         "n": len(samples),
     }
 
