@@ -187,7 +187,9 @@ def create_app(
     admission = Admission(max_in_flight=settings.max_in_flight, max_loop_lag_ms=settings.max_loop_lag_ms)
     gate = DatabaseGate(
         enabled=settings.database_gate,
-        max_limit=settings.max_in_flight,
+        # More queries at once than the replicas' pools hold connections would only queue in the pools (and
+        # spill onto the primary, where the writes are).
+        max_limit=min(settings.max_in_flight, settings.pool_max_size * max(1, len(settings.node_dsns) - 1)),
         tolerance=settings.database_gate_tolerance,
     )
     limiter = RateLimiter(

@@ -10,8 +10,9 @@ cache's hit rate, the corpus and the hardware.
 So the bound is *learned*, with the gradient algorithm of Netflix's ``concurrency-limits`` (Gradient2):
 
 * every request that misses the response cache takes a slot for as long as it runs; its run time is a sample;
-* samples are averaged over short windows (``WINDOW_SAMPLES`` requests, at least ``WINDOW_MIN_S``), which
-  smooths over the mix of cheap page reads and expensive searches;
+* samples are averaged over short windows (``WINDOW_SAMPLES`` requests and at least ``WINDOW_MIN_S``, or
+  whatever came in ``WINDOW_MAX_S`` when the servers are slow), which smooths over the mix of cheap page reads
+  and expensive searches while reacting within a second even when each query takes hundreds of milliseconds;
 * a moving average of the windows is the latency the workload has without queueing: it follows a window that
   is faster at once (a fifth of the way per window) and one that is slower only slowly (over ``LONG_WINDOW``
   windows), so it tracks the lower edge of the latencies and a lasting crowd cannot make queueing look normal.
@@ -20,6 +21,9 @@ So the bound is *learned*, with the gradient algorithm of Netflix's ``concurrenc
   probing for more throughput;
 * while fewer than half the slots are in use, the bound does not grow: the workload, not the servers, is
   the limit then, and a bound learned while idle would mean nothing under a crowd.
+
+The bound starts small (4) and grows as latency allows, as TCP's slow start does: a worker that starts under a
+crowd refuses some requests for a second or two rather than sending the crowd to servers it knows nothing of.
 
 Past the bound a request is refused at once (503 ``OVERLOADED`` with ``Retry-After``), not queued: a refusal
 costs a fraction of a millisecond and tells the client to come back, while a queue would make everybody wait.
@@ -35,6 +39,7 @@ from collections.abc import Callable
 
 WINDOW_SAMPLES = 16
 WINDOW_MIN_S = 0.05
+WINDOW_MAX_S = 0.5  # a window closes after this with whatever samples it has: slow servers need a quick answer
 LONG_WINDOW = 600  # windows: the no-queueing latency follows a change of workload within tens of seconds
 SMOOTHING = 0.2
 
@@ -45,7 +50,7 @@ class DatabaseGate:
     def __init__(
         self,
         *,
-        initial: int = 16,
+        initial: int = 4,
         min_limit: int = 2,
         max_limit: int = 64,
         tolerance: float = 2.0,
@@ -93,7 +98,8 @@ class DatabaseGate:
         now = self._clock()
         self._window_sum += now - ticket
         self._window_count += 1
-        if self._window_count >= WINDOW_SAMPLES and now - self._window_started >= WINDOW_MIN_S:
+        elapsed = now - self._window_started
+        if (self._window_count >= WINDOW_SAMPLES and elapsed >= WINDOW_MIN_S) or elapsed >= WINDOW_MAX_S:
             self._update(self._window_sum / self._window_count, self._window_peak)
             self._window_started = now
             self._window_sum = 0.0

@@ -93,9 +93,9 @@ class SearchEdge:
     cursor: str = strawberry.field(description="Opaque cursor of this result, bound to its search.")
     node: MeetingPage = strawberry.field(description="The matching page.")
     rank: float | None = strawberry.field(
-        description="Full-text rank, 1 / (search_vector <=> query) (ts_rank for one word or words joined by or): "
-        "higher is better; set when orderBy is RELEVANCE, whose results are in this order over every match "
-        "(docs/search.md)."
+        description="Full-text rank, 1 / (search_vector <=> query) (ts_rank for one word or words joined by or; "
+        "a phrase's words are scored as if joined by AND, the phrase deciding only which pages match): higher is "
+        "better; set when orderBy is RELEVANCE, whose results are in this order over every match (docs/search.md)."
     )
 
     # Filled in by the search resolver, in one batch per page, only when the client selected it: a plain value,

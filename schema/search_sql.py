@@ -12,9 +12,10 @@ Why the statement looks the way it does (figures in docs/performance.md):
   one-time filter, so it costs nothing when the walk sufficed. It runs one year at a time, newest (or oldest)
   first, and stops as soon as the page is full. The RUM index stores positions, so a phrase is checked inside
   the index instead of on every page holding its words.
-* **Relevance.** Every match is ranked, by the documented score ``search_vector <=> query`` (RUM's distance,
-  lower is better; for one word or an ``or`` of words it is exactly ``1 / ts_rank``): the RUM index returns
-  matches in that order, so the first page holds the best matches of the whole corpus (docs/search.md). Paging is keyset on (distance, date,
+* **Relevance.** Every match is ranked, by the documented score ``search_vector <=> rank_query`` (RUM's
+  distance, lower is better; ``rank_query`` is the query with phrases loosened to AND, see ``RANK_TSQ``; for one
+  word or an ``or`` of words it is exactly ``1 / ts_rank``): the RUM index returns matches in that order, so the
+  first page holds the best matches of the whole corpus (docs/search.md). Paging is keyset on (distance, date,
   id), with the row's position in the cursor for backward pages.
 * **Stemming.** ``public.civic`` stems English words after unaccenting them, for pages and queries alike; a
   word quoted on its own (``"budgets"``) is additionally required in that exact form, checked on the text.
@@ -53,6 +54,14 @@ COUNT_CAP = 10_000
 ESTIMATE_SAMPLE = 5000
 
 TSQ = sql.SQL("websearch_to_tsquery('public.civic'::regconfig, %(q)s)")
+#: The query RELEVANCE scores with: the query with every phrase operator (``<->``, ``<N>``) made an AND. RUM
+#: cannot score a phrase inside its index: its cover search (``Cover()`` in rum_ts_utils.c) sets the positions of
+#: the words only on its way up, not on its way down, so the phrase test of the lower bound never passes, no
+#: cover is found, and every phrase match gets the in-index distance Infinity; the index then returns phrase
+#: matches in storage order, while the operator on the row scores them properly. With the adjacency dropped the
+#: index and the row compute the same distance, so the index order is the score's order (docs/search.md). The
+#: rewrite is on the query's text form: lexemes of the civic parser never hold ``<`` or ``>``.
+RANK_TSQ = sql.SQL("regexp_replace({tsq}::text, '<(-|[0-9]+)>', '&', 'g')::tsquery").format(tsq=TSQ)
 HEADLINE_OPTIONS = (
     'StartSel="\ue000", StopSel="\ue001", MaxWords=50, MinWords=15, ShortWord=3, '
     'MaxFragments=3, FragmentDelimiter=" ... "'
@@ -491,10 +500,13 @@ def _date_page(
 def _relevance_page(
     spec: SearchSpec, *, forward: bool, size: int, cursor: list[Any] | None, extras: Extras = frozenset()
 ) -> tuple[sql.Composed, dict[str, Any]]:
-    """One RELEVANCE page over every match: the RUM index returns the matches by ``search_vector <=> query``.
+    """One RELEVANCE page over every match: the RUM index returns the matches by ``search_vector <=> rank_query``.
 
     That distance is the documented score (lower is better), computed inside the index from the positions it
-    stores, so the order is the score's order over the whole corpus, not over a candidate set. Result order: distance ascending (best first), then newest,
+    stores, so the order is the score's order over the whole corpus, not over a candidate set. ``rank_query``
+    (``RANK_TSQ``) is the query itself unless it holds a phrase: the pages must hold the phrase (the WHERE
+    clause), and are ranked by the distance of the same words without the adjacency, the one distance of a
+    phrase query that RUM computes inside the index as the row's operator does. Result order: distance ascending (best first), then newest,
     then id, all descending on ties. The row's ``rank`` column carries the distance, which is what cursors hold.
 
     The index can only walk distances upwards, so a forward page skips the rows before its cursor (``key`` is
@@ -503,7 +515,7 @@ def _relevance_page(
     and go because the keyset predicate decides, not the count.
     """
     p = params(spec)
-    dist = sql.SQL("(p.search_vector <=> {tsq})").format(tsq=TSQ)
+    dist = sql.SQL("(p.search_vector <=> {tsq})").format(tsq=RANK_TSQ)
     where = [_match(spec, "p"), *_filters(spec, "p", walk=None)]
     has_other: sql.Composable = sql.SQL("false")
     window: sql.Composable = sql.SQL("")
@@ -533,8 +545,8 @@ def _relevance_page(
             has_other = sql.SQL(
                 "CASE WHEN %(k_pos)s = 0 THEN false WHEN {row} THEN true ELSE EXISTS "
                 "(SELECT 1 FROM (SELECT {d} AS d FROM public.meeting_page p WHERE {f} "
-                "ORDER BY p.search_vector <=> {tsq} LIMIT 1) t WHERE t.d <= %(k_rank)s::real) END"
-            ).format(row=cursor_row, d=dist, f=match_all, tsq=TSQ)
+                "ORDER BY p.search_vector <=> {rtsq} LIMIT 1) t WHERE t.d <= %(k_rank)s::real) END"
+            ).format(row=cursor_row, d=dist, f=match_all, rtsq=RANK_TSQ)
         else:
             where.append(before)
             window = sql.SQL("LIMIT %(k_pos)s")
@@ -560,12 +572,12 @@ def _relevance_page(
             """
             WITH near AS MATERIALIZED (
                 SELECT p.id, p.meeting_date, {d} AS d FROM public.meeting_page p WHERE {w}
-                 ORDER BY p.search_vector <=> {tsq} LIMIT {near}),
+                 ORDER BY p.search_vector <=> {rtsq} LIMIT {near}),
             near_edge AS MATERIALIZED ({near_edge}),
             far AS MATERIALIZED (
                 SELECT p.id, p.meeting_date, {d} AS d FROM public.meeting_page p
                  WHERE coalesce((SELECT straddles FROM near_edge), false) AND {w}
-                 ORDER BY p.search_vector <=> {tsq} LIMIT {far}),
+                 ORDER BY p.search_vector <=> {rtsq} LIMIT {far}),
             far_edge AS MATERIALIZED ({far_edge}),
             ties AS MATERIALIZED (
                 SELECT p.id, p.meeting_date, {d} AS d FROM public.meeting_page p
@@ -582,7 +594,7 @@ def _relevance_page(
              ORDER BY u.d, u.meeting_date DESC, u.id DESC LIMIT {n}
             """
         ).format(
-            d=dist, w=_and(where), tsq=TSQ, near=sql.Literal(n + 100), far=sql.Literal(n + TIE_MARGIN),
+            d=dist, w=_and(where), rtsq=RANK_TSQ, near=sql.Literal(n + 100), far=sql.Literal(n + TIE_MARGIN),
             near_edge=edge("near", n + 100), far_edge=edge("far", n + TIE_MARGIN), n=sql.Literal(n),
         )
     else:
@@ -590,8 +602,8 @@ def _relevance_page(
         # first k_pos by distance are all of them, whatever the ties.
         picked = sql.SQL(
             "SELECT * FROM (SELECT p.id, p.meeting_date, {d} AS d FROM public.meeting_page p WHERE {w} "
-            "ORDER BY p.search_vector <=> {tsq} {window}) b ORDER BY b.d DESC, b.meeting_date, b.id LIMIT {n}"
-        ).format(d=dist, w=_and(where), tsq=TSQ, window=window, n=sql.Literal(size + 1))
+            "ORDER BY p.search_vector <=> {rtsq} {window}) b ORDER BY b.d DESC, b.meeting_date, b.id LIMIT {n}"
+        ).format(d=dist, w=_and(where), rtsq=RANK_TSQ, window=window, n=sql.Literal(size + 1))
     query = sql.SQL(
         """
         WITH chosen AS MATERIALIZED ({picked})

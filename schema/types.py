@@ -37,7 +37,7 @@ class SearchOrder(Enum):
     OLDEST = strawberry.enum_value("OLDEST", description="Meeting date ascending, then a stable tie-breaker.")
     RELEVANCE = strawberry.enum_value(
         "RELEVANCE",
-        description="Full-text rank descending (over the best candidates among recent pages), then date and id.",
+        description="Full-text rank descending over every match (docs/search.md), then newest, then id.",
     )
 
 

@@ -121,3 +121,18 @@ def test_a_full_gate_refuses_database_queries_but_serves_cache_hits_and_writes_c
         metrics = client.get(f"{served.metrics_url}/metrics").text
         assert 'civic_requests_overloaded_total{reason="databases",stage="endpoint"} 1.0' in metrics
         assert "civic_database_gate_limit" in metrics
+
+
+def test_slow_servers_are_noticed_within_a_second_even_with_few_samples() -> None:
+    clock = Clock()
+    gate = DatabaseGate(initial=8, clock=clock)
+    for _ in range(10):
+        _window(gate, clock, latency_s=0.05, concurrency=8)  # the no-crowd latency
+    before = gate.bound
+    # Queries now take 0.6 s each: far fewer than a window's worth of samples arrive in a second.
+    for _ in range(3):
+        tickets = [gate.enter() for _ in range(gate.bound)]
+        clock.now += 0.6
+        for ticket in tickets:
+            gate.leave(ticket)
+    assert gate.bound < before

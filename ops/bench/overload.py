@@ -225,6 +225,23 @@ async def _cell(
     }
 
 
+_WATCHED = ("civic_requests_overloaded_total", "civic_database_gate_limit", "civic_pool_waiting")
+
+
+def gateway_figures(metrics_url: str) -> dict[str, float]:
+    """The gateway's refusals by reason and stage, and its database gate's learned bound, from /metrics."""
+    try:
+        text = httpx.get(f"{metrics_url}/metrics", timeout=10).text
+    except httpx.HTTPError:
+        return {}
+    figures: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(_WATCHED):
+            name, _, value = line.rpartition(" ")
+            figures[name] = float(value)
+    return figures
+
+
 def verdict(report: dict[str, Any]) -> list[dict[str, Any]]:
     """The issue's targets, each checked against figures of the same run."""
     base = (report["one_client"].get("admitted_ms") or {}).get("p50")
@@ -303,6 +320,7 @@ def run(args: argparse.Namespace) -> int:
             _cell(served.url, 1, 0.0, args.duration, queries, ids, backoff=args.backoff, token=token,
                   write_every_s=args.write_every)
         )
+        baseline["gateway"] = gateway_figures(served.metrics_url)
         report["one_client"] = baseline
         say(f"1 client: p50 {baseline['admitted_ms']['p50'] if baseline['admitted_ms'] else '-'} ms")
         for share in (0.0, 0.05):
@@ -312,6 +330,7 @@ def run(args: argparse.Namespace) -> int:
                           token=token, write_every_s=args.write_every)
                 )
                 cell["hostile_share"] = share
+                cell["gateway"] = gateway_figures(served.metrics_url)  # counters are cumulative over the run
                 report["cells"].append(cell)
                 adm = cell["admitted_ms"] or {}
                 say(

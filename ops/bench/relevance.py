@@ -3,8 +3,10 @@
 Three parts, on the stack's own ``public.meeting_page`` (stemmed vectors, RUM index), in one run:
 
 1. **Relevance, direct SQL.** For each query class, the gateway's RELEVANCE statement (RUM ``<=>``) against the
-   exact stock query: a GIN index, ``ORDER BY`` the documented score (``search_vector <=> query`` computed row by
-   row) over every match, ``LIMIT 20``; the overlap with ``ts_rank``'s top 20 is reported beside it. A GIN index is built for the baseline; each approach runs in a transaction that drops the other
+   exact stock query: a GIN index, ``ORDER BY`` the documented score (``search_vector <=> rank_query`` computed
+   row by row, the query with phrases loosened to AND) over every match, ``LIMIT 20``; the overlaps with
+   ``ts_rank``'s top 20 and with the phrase operator's (``search_vector <=> query`` on the row) are reported
+   beside it. A GIN index is built for the baseline; each approach runs in a transaction that drops the other
    index (rolled back), so each is measured with only its own index. Recall of the first 20 is reported two
    ways: ids in common with the exact top 20, and the share of returned rows whose score reaches the exact
    20th score (ties at the boundary make the first stricter than the order itself).
@@ -13,6 +15,8 @@ Three parts, on the stack's own ``public.meeting_page`` (stemmed vectors, RUM in
    exact count to show the estimate's real error next to the one it states.
 3. **Selective NEWEST** over HTTP: no match, made-up and unlikely phrases, narrow filters, against common-word
    NEWEST searches, interleaved.
+
+``--only recall`` runs part 1's recall check alone, without timings or the GIN baseline (``recall_part``).
 """
 
 from __future__ import annotations
@@ -37,12 +41,20 @@ from ops.bench.report import Conn, machine, say, scalar, server_info, summary, t
 from ops.common.gateway_process import GatewayProcess
 
 TSQ = "websearch_to_tsquery('public.civic'::regconfig, %(q)s)"
+# The query the score is computed with: phrase operators made ANDs (schema.search_sql.RANK_TSQ, written out
+# here so that the baseline does not borrow the code it checks).
+RANK_TSQ = f"regexp_replace({TSQ}::text, '<(-|[0-9]+)>', '&', 'g')::tsquery"
 RUM_INDEX = "public.meeting_page_rum_idx"
 GIN_INDEX = "public.bench_gin_baseline"
-# The documented score, RUM's distance (lower is better), computed row by row over every match found through
-# GIN: the exact order the RUM index must reproduce. ts_rank is the same order for one word or an OR of words.
-STOCK = f"""SELECT p.id, p.search_vector <=> {TSQ} AS d FROM public.meeting_page p
+# The documented score, RUM's distance (lower is better) to the rank query, computed row by row over every match
+# found through GIN: the exact order the RUM index must reproduce. ts_rank is the same order for one word or an
+# OR of words.
+STOCK = f"""SELECT p.id, p.search_vector <=> {RANK_TSQ} AS d FROM public.meeting_page p
  WHERE p.search_vector @@ {TSQ} ORDER BY d, p.meeting_date DESC, p.id DESC LIMIT {PAGE_SIZE}"""
+# For phrases, the operator with the phrase itself, on the row: the score before (which the index could not
+# reproduce); its overlap with the results is reported, not required.
+STOCK_PHRASE_ROW = f"""SELECT p.id FROM public.meeting_page p WHERE p.search_vector @@ {TSQ}
+ ORDER BY p.search_vector <=> {TSQ}, p.meeting_date DESC, p.id DESC LIMIT {PAGE_SIZE}"""
 STOCK_TS_RANK = f"""SELECT p.id, ts_rank(p.search_vector, {TSQ}) AS score FROM public.meeting_page p
  WHERE p.search_vector @@ {TSQ} ORDER BY score DESC, p.meeting_date DESC, p.id DESC LIMIT {PAGE_SIZE}"""
 COUNT_ALL = f"SELECT count(*) FROM public.meeting_page p WHERE p.search_vector @@ {TSQ}"
@@ -51,6 +63,10 @@ RELEVANCE_CLASSES = {
     "common word": "council",
     "rare word": "wombat",
     "phrase": '"liquor license"',
+    "phrase, unlikely": '"hearing variance"',
+    "phrase, common words": '"budget motion"',
+    "phrase and word": '"public hearing" zoning',
+    "phrase, not": '"liquor license" -cannabis',
     "two words": "zoning variance",
     "or": "variance or easement",
     "not": "cannabis -license",
@@ -125,6 +141,7 @@ def relevance_part(conn: Conn, runs: int, heavy_runs: int) -> list[dict[str, Any
             rum_ms = _sample(functools.partial(_run, conn, text, params), n)
         with only_index(conn, GIN_INDEX):
             ts_rank_ids = {str(r[0]) for r in conn.execute(STOCK_TS_RANK, {"q": q}).fetchall()}
+            phrase_row_ids = {str(r[0]) for r in conn.execute(STOCK_PHRASE_ROW, {"q": q}).fetchall()}
         got = [(str(r[0]), float(r[8])) for r in rows]
         exact_ids = {str(r[0]) for r in exact}
         ceiling = float(exact[-1][1]) if exact else 0.0
@@ -135,6 +152,44 @@ def relevance_part(conn: Conn, runs: int, heavy_runs: int) -> list[dict[str, Any
             "recall_ids": round(len(exact_ids & {g[0] for g in got}) / max(1, len(exact_ids)), 3),
             "recall_by_score": round(sum(1 for g in got if g[1] <= ceiling) / max(1, len(exact)), 3),
             "overlap_with_ts_rank_top20": round(len(ts_rank_ids & {g[0] for g in got}) / max(1, len(ts_rank_ids)), 3),
+            "overlap_with_phrase_operator_top20": round(
+                len(phrase_row_ids & {g[0] for g in got}) / max(1, len(phrase_row_ids)), 3),
+        }
+        out.append(cell)
+        say(json.dumps(cell))
+    return out
+
+
+def recall_part(conn: Conn) -> list[dict[str, Any]]:
+    """Recall of the first 20 only, no timings: a correctness check, light enough to run like a test.
+
+    The exact order is the documented score computed on every match's row: with index scans off, the RUM index
+    can only find the matches (a bitmap scan), and the score is evaluated per row and sorted, as the stock query
+    does through GIN. The gateway's statement runs with the planner's own choices.
+    """
+    from schema import search_sql
+    from schema.search_sql import SearchSpec
+
+    out = []
+    for name, q in RELEVANCE_CLASSES.items():
+        spec = SearchSpec(query=q, order="RELEVANCE")
+        text, params = search_sql.relevance_page(spec, forward=True, size=PAGE_SIZE, cursor=None)
+        with conn.transaction(force_rollback=True):
+            conn.execute("SET LOCAL enable_indexscan = off")
+            matches = int(scalar(conn, COUNT_ALL, {"q": q}) or 0)
+            exact = conn.execute(STOCK, {"q": q}).fetchall()
+            phrase_row_ids = {str(r[0]) for r in conn.execute(STOCK_PHRASE_ROW, {"q": q}).fetchall()}
+        plan = "\n".join(str(r[0]) for r in conn.execute(sql.SQL("EXPLAIN ") + text, params).fetchall())
+        rows = [r for r in conn.execute(text, params).fetchall() if r[0] is not None][:PAGE_SIZE]
+        got = [(str(r[0]), float(r[8])) for r in rows]
+        exact_ids = {str(r[0]) for r in exact}
+        ceiling = float(exact[-1][1]) if exact else 0.0
+        cell = {
+            "class": name, "query": q, "matches": matches, "rum_ordered_scan": "Order By: (search_vector <=>" in plan,
+            "recall_ids": round(len(exact_ids & {g[0] for g in got}) / max(1, len(exact_ids)), 3),
+            "recall_by_score": round(sum(1 for g in got if g[1] <= ceiling) / max(1, len(exact)), 3),
+            "overlap_with_phrase_operator_top20": round(
+                len(phrase_row_ids & {g[0] for g in got}) / max(1, len(phrase_row_ids)), 3),
         }
         out.append(cell)
         say(json.dumps(cell))
@@ -212,13 +267,18 @@ def bench_relevance(args: argparse.Namespace) -> int:
     secret = "bench-secret"  # noqa: S105  # signs cursors for this run only
     env = {**layout.gateway_env(), "GATEWAY_CURSOR_SECRET": secret, "GATEWAY_CACHE_ENABLED": "false",
            "GATEWAY_ROUTING_METADATA": "false"}
+    only = args.only or ["relevance", "phrases", "estimates", "newest"]
     with psycopg.connect(direct_dsn(layout), autocommit=True) as conn:
         report["server"] = server_info(conn)
+        if only == ["recall"]:
+            report["recall"] = recall_part(conn)
+            report["machine_at_end"] = machine()
+            say(f"\nwritten to {write_report(args.out or 'relevance_recall', report)}")
+            return 0
         report["build"] = {**_ensure_gin(conn), "rum_index_bytes": _index_bytes(conn, RUM_INDEX),
                            "gin_index_bytes": _index_bytes(conn, GIN_INDEX)}
         say(json.dumps(report["build"]))
         try:
-            only = args.only or ["relevance", "phrases", "estimates", "newest"]
             if "relevance" in only:
                 report["relevance"] = relevance_part(conn, args.runs, args.heavy_runs)
             with GatewayProcess(env, port=args.port) as gw, \
@@ -241,13 +301,14 @@ def bench_relevance(args: argparse.Namespace) -> int:
 
 
 def markdown_relevance(report: dict[str, Any]) -> str:
-    lines = ["| class | query | matches | stock GIN p50 / p95 | RUM p50 / p95 | p95 ratio | recall (ids / score) | ts_rank overlap |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = ["| class | query | matches | stock GIN p50 / p95 | RUM p50 / p95 | p95 ratio | recall (ids / score) | "
+             "ts_rank overlap | phrase-operator overlap |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in report.get("relevance", []):
         s, g = r["stock_gin_score_all"], r["rum"]
         lines.append(f"| {r['class']} | `{r['query']}` | {r['matches']:,} | {s['p50']:.0f} / {s['p95']:.0f} | "
                      f"{g['p50']:.0f} / {g['p95']:.0f} | {r['p95_ratio']} | {r['recall_ids']} / {r['recall_by_score']} | "
-                     f"{r['overlap_with_ts_rank_top20']} |")
+                     f"{r['overlap_with_ts_rank_top20']} | {r.get('overlap_with_phrase_operator_top20', '')} |")
     lines += ["", "| phrase | matches | count(*) GIN p95 | NEWEST+count p95 (ratio) | RELEVANCE+count p95 (ratio) |",
               "| --- | ---: | ---: | ---: | ---: |"]
     for r in report.get("phrases", []):
