@@ -28,7 +28,8 @@ Width = Literal["month", "year"]
 PARENT = "meeting_page"
 DEFAULT_PARTITION = "meeting_page_default"
 _BOUND_RE = re.compile(r"FOR VALUES FROM \('(\d{4}-\d{2}-\d{2})'\) TO \('(\d{4}-\d{2}-\d{2})'\)")
-# Columns a partition row is copied by; search_vector is generated and is recomputed on insert.
+# Columns a partition row is copied by; search_vector is left out: the trigger of migration 0011 recomputes it
+# on insert.
 PAGE_COLUMNS = (
     "id",
     "meeting_date",

@@ -40,12 +40,13 @@ def leftover_prepared(conn: Conn) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-def overflowing_text() -> str:
-    """Under 1 MiB of text whose search vector is over PostgreSQL's 1 MB: unique hyphenated codes."""
+def overflowing_text(size_chars: int = 1_000_000) -> str:
+    """Under 1 MiB of text whose search vector is over PostgreSQL's 1 MB: unique hyphenated codes (2.7 bytes of
+    vector per byte of text, so from about 400,000 characters on)."""
     words = []
     size = 0
     i = 0
-    while size < 1_000_000:
+    while size < size_chars:
         words.append(f"q{i:06x}-r{i:06x}-s{i:06x}")
         size += len(words[-1]) + 1
         i += 1
@@ -62,7 +63,7 @@ def test_refused_rows_duplicate_pages_and_oversize_text_are_reported_and_the_run
         page("ingest-f.ca", "if-1", meeting="Board", number=1),  # line 1
         page("ingest-f.ca", "if-2", meeting="Board", number=2),  # 2
         page("ingest-f.ca", "if-3", meeting="Board", number=2),  # 3: page 2 again, same chunk
-        page("ingest-f.ca", "if-4", meeting="Board", number=3, text=huge),  # 4: vector too large: cut
+        page("ingest-f.ca", "if-4", meeting="Board", number=3, text=huge),  # 4: vector too large: warned
         page("ingest-f.ca", "if-5", meeting="Board", number=1),  # 5: page 1 again, next chunk
         page("ingest-f.ca", "if-6", meeting="Other", number=1),  # 6: another document's page 1 is fine
     ]
@@ -75,18 +76,31 @@ def test_refused_rows_duplicate_pages_and_oversize_text_are_reported_and_the_run
     assert set(by_line) == {"3", "5"}
     assert "page 2 of this document is already page id 'if-2'" in by_line["3"]
     assert "page 1 of this document is already page id 'if-1'" in by_line["5"]
-    assert [b.position for b in summary.cut] == [f"{path.resolve()}:4"]
-    assert "to fit a search vector" in summary.cut[0].reason
+    # The oversize page is no bad row: it is stored whole, and the warning says how much of it is searchable.
+    assert [b.position for b in summary.partly_indexed] == [f"{path.resolve()}:4"]
     pages = stored(admin_conn, "ingest-f.ca")
     assert sorted(pages) == ["if-1", "if-2", "if-4", "if-6"]
-    kept = pages["if-4"][1]
-    assert huge.startswith(kept) and len(kept) > len(huge) // 4  # the longest prefix that fits, cut at a space
-    assert huge[len(kept)] == " "
-    hit = admin_conn.execute(
-        "SELECT count(*) FROM meeting_page WHERE id = 'if-4' "
-        "AND search_vector @@ websearch_to_tsquery('public.civic', 'plooble')"
+    assert pages["if-4"][1] == huge
+    row = admin_conn.execute(
+        "SELECT public.civic_indexed_length(text) FROM meeting_page WHERE id = 'if-4'"
     ).fetchone()
-    assert hit == (1,)
+    assert row is not None
+    indexed = int(str(row[0]))
+    assert len(huge) // 4 < indexed < len(huge) and huge[indexed] == " "  # the longest prefix, cut at a space
+    reason = summary.partly_indexed[0].reason
+    assert f"only the first {indexed:,} of {len(huge):,} characters are searchable" in reason
+    first_code, last_code = huge.split()[1], huge.split()[-1]
+
+    def found(words: str) -> bool:
+        hit = admin_conn.execute(
+            "SELECT count(*) FROM meeting_page WHERE id = 'if-4' "
+            "AND search_vector @@ websearch_to_tsquery('public.civic', %s)",
+            [words],
+        ).fetchone()
+        return hit == (1,)
+
+    assert found("plooble") and found(first_code)  # words of the prefix are searchable
+    assert not found(last_code)  # past the prefix: stored, not indexed
 
     # Against stored pages: a later run that gives page 2 to a new id is refused, by the database check.
     again = write_jsonl(tmp_path / "dup2.jsonl", [page("ingest-f.ca", "if-7", meeting="Board", number=2)])
@@ -101,14 +115,15 @@ def test_refused_rows_duplicate_pages_and_oversize_text_are_reported_and_the_run
 def test_a_row_the_database_refuses_is_isolated_and_the_rest_of_its_batch_lands(
     admin_dsn: str, admin_conn: Conn, towns: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # With the oversize check switched off, the row reaches the server, which refuses it ("string is too long
-    # for tsvector"): the batch is bisected under savepoints down to that row, which is reported.
-    import ops.ingest.oversize as oversize
+    # With the reader's id length check switched off, a 201-character id reaches the server, which refuses it
+    # (the column's CHECK, length 1-200): the batch is bisected under savepoints down to that row, which is
+    # reported.
+    import ops.ingest.records as records
 
-    monkeypatch.setattr(oversize, "CHECK_FROM_BYTES", 10**9)
+    monkeypatch.setattr(records, "MAX_ID_CHARS", 10**6)
     towns.append("ingest-g.ca")
     rows: list[dict[str, Any] | str] = [
-        page("ingest-g.ca", f"ig-{i}", meeting=f"Board{i}", text=overflowing_text() if i == 5 else f"page {i}")
+        page("ingest-g.ca", "ig-5" + "x" * 197 if i == 5 else f"ig-{i}", meeting=f"Board{i}", text=f"page {i}")
         for i in range(9)
     ]
     path = write_jsonl(tmp_path / "refused.jsonl", rows)
@@ -117,7 +132,7 @@ def test_a_row_the_database_refuses_is_isolated_and_the_rest_of_its_batch_lands(
     assert summary.complete and (summary.inserted, summary.skipped) == (8, 1)
     check_counts(summary)
     assert seen[0].position == f"{path.resolve()}:6"
-    assert "string is too long for tsvector" in seen[0].reason
+    assert "meeting_page_id_check" in seen[0].reason
     assert sorted(stored(admin_conn, "ingest-g.ca")) == sorted(f"ig-{i}" for i in range(9) if i != 5)
 
 

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from tests.conftest import READER_TOKEN, WRITER_TOKEN, gql
+from tests.test_ingest_failures import overflowing_text
 
 WRITER = {"Authorization": f"Bearer {WRITER_TOKEN}"}
 UPSERT_TOWN = """mutation($i: MunicipalityInput!) { upsertMunicipality(input: $i) {
@@ -133,6 +134,28 @@ def test_invalid_documents_are_refused_and_write_nothing(
     err = body["errors"][0]
     assert err["extensions"]["code"] == "BAD_USER_INPUT" and message in err["message"]
     assert admin_conn.execute("SELECT count(*) FROM meeting_document").fetchone() == before
+
+
+def test_a_page_whose_vector_would_overflow_is_stored_whole(
+    client: httpx.Client, town: dict[str, Any], admin_conn: psycopg.Connection[Any]
+) -> None:
+    # The database's rule (migration 0011) holds for this writer too: the whole text is stored, the longest
+    # prefix whose vector fits is indexed. Before it, the insert failed ("string is too long for tsvector").
+    text = "zyzzlequant " + overflowing_text(450_000)
+    page = {"sourceId": "wv-huge-1", "pageNumber": 1, "text": text}
+    body = gql(client, UPSERT_DOC, {"i": doc_input([page], meetingName="HugeBoard")}, WRITER)
+    assert "errors" not in body, body
+    hdr = {"X-Consistency-Token": body["data"]["upsertDocument"]["consistencyToken"]}
+    try:
+        row = admin_conn.execute(
+            "SELECT length(text), public.civic_indexed_length(text) FROM meeting_page WHERE id = 'wv-huge-1'"
+        ).fetchone()
+        assert row is not None and row[0] == len(text) and row[1] < len(text)
+        found = gql(client, '{ search(query: "zyzzlequant") { edges { node { sourceId } } } }', headers=hdr)
+        assert [e["node"]["sourceId"] for e in found["data"]["search"]["edges"]] == ["wv-huge-1"]
+    finally:
+        doc_id = body["data"]["upsertDocument"]["document"]["id"]
+        gql(client, "mutation($id: ID!) { deleteDocument(id: $id) { deletedId } }", {"id": doc_id}, WRITER)
 
 
 def test_a_mutation_that_fails_halfway_leaves_no_rows(

@@ -354,7 +354,7 @@ def test_archive_happy_path(
     assert manifest["dump_sha256"] == archive_dump.sha256_of(item.dump_path)
     assert {"detached_at", "dumped_at", "verified_at", "dropped_at"} <= set(manifest["timestamps"])
     assert not list(out.glob("*.partial"))
-    # The archive restores into an empty database, generated search vectors included.
+    # The archive restores into an empty database, stored search vectors included.
     assert _restore_count(stack_layout, item.dump_path, item.prereq_path, name) == (rows, rows)
     lock = item.locks["default-detach" if strategy == "swap-default" else "detach"]
     print(

@@ -5,8 +5,15 @@ is left alone) and each variant of server settings to compare (``--variants wal_
 wal_compression=lz4,default_toast_compression=lz4 ...``), on an empty, migrated database:
 
 1. **the floor**: the same pages COPYed over the same number of parallel connections into an UNLOGGED table
-   without indexes that computes the same ``search_vector`` (the column's own expression, read from the
-   catalogue): the work no design avoids, moving the bytes and computing every vector once;
+   without indexes that computes the same ``search_vector`` as a stored generated column,
+   ``to_tsvector('public.civic', text)`` (what ``meeting_page``'s trigger computes for every text under 128 KiB,
+   and what its generated column computed before migration 0011): the work no design avoids, moving the bytes
+   and computing every vector once. The floor is the same whatever the schema does, so runs before and after a
+   change to how ``meeting_page`` computes its vectors compare against the same thing. When the database has
+   ``meeting_page``'s trigger function (migration 0011), the same COPY is also timed into a table whose
+   ``search_vector`` that trigger fills (``floor_trigger``): the cost of the trigger against the generated
+   column, in the same run (a BEFORE ROW trigger also keeps COPY from inserting rows in batches). With
+   ``--floor-runs N`` both floors are timed N times, alternately, and their medians reported;
 2. **ingest**: ``python -m ops ingest``'s engine (:func:`ops.ingest.ingest_jsonl`) end to end, new partitions
    loaded, indexed and attached, ANALYZE done; while it runs, every replica's replay lag is sampled twice a
    second (bytes behind the primary's current WAL position);
@@ -26,6 +33,7 @@ import contextlib
 import json
 import os
 import shutil
+import statistics
 import tempfile
 import threading
 import time
@@ -39,11 +47,8 @@ from psycopg import sql
 from ops import stack
 from ops.bench.report import machine, say, write_report
 
-_EXPRESSION = """
-    SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d
-      JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
-     WHERE d.adrelid = 'public.meeting_page'::regclass AND a.attname = 'search_vector'
-"""
+FLOOR_VECTOR = "to_tsvector('public.civic'::regconfig, text)"
+VECTOR_TRIGGER_FUNCTION = "public.civic_page_search_vector"
 
 
 def _connect(dsn: str) -> psycopg.Connection[Any]:
@@ -66,18 +71,35 @@ def floor_data(jsonl: Path, workers: int) -> list[bytes]:
     return ["".join(s).encode() for s in shares]
 
 
-def floor(admin: str, data: list[bytes]) -> float:
-    """Seconds to COPY ``data`` in parallel into an unlogged, unindexed table computing the same vector."""
+def has_vector_trigger(admin: str) -> bool:
+    """Whether the database has the trigger function that keeps ``meeting_page.search_vector`` (0011)."""
     with _connect(admin) as conn:
-        row = conn.execute(_EXPRESSION).fetchone()
-        expression = sql.SQL(str(row[0]) if row else "to_tsvector('public.civic'::regconfig, text)")
+        row = conn.execute("SELECT to_regproc(%s) IS NOT NULL", [VECTOR_TRIGGER_FUNCTION]).fetchone()
+        return bool(row and row[0])
+
+
+def floor(admin: str, data: list[bytes], *, trigger: bool = False) -> float:
+    """Seconds to COPY ``data`` in parallel into an unlogged, unindexed table computing the same vector.
+
+    The vector is a generated column (:data:`FLOOR_VECTOR`), or with ``trigger`` an ordinary column filled by
+    ``meeting_page``'s own trigger function.
+    """
+    with _connect(admin) as conn:
         conn.execute("DROP TABLE IF EXISTS public.bench_floor")
+        vector = sql.SQL("") if trigger else sql.SQL(" GENERATED ALWAYS AS ({}) STORED").format(sql.SQL(FLOOR_VECTOR))
         conn.execute(
             sql.SQL(
                 "CREATE UNLOGGED TABLE public.bench_floor (id text, meeting_date date, page_number int, text text, "
-                "search_vector tsvector GENERATED ALWAYS AS ({}) STORED)"
-            ).format(expression)
+                "search_vector tsvector{})"
+            ).format(vector)
         )
+        if trigger:
+            conn.execute(
+                sql.SQL(
+                    "CREATE TRIGGER bench_floor_vector BEFORE INSERT ON public.bench_floor "
+                    "FOR EACH ROW EXECUTE FUNCTION {}()"
+                ).format(sql.SQL(VECTOR_TRIGGER_FUNCTION))
+            )
 
     def one(chunk: bytes) -> None:
         with _connect(admin) as c, c.cursor() as cur:
@@ -93,6 +115,23 @@ def floor(admin: str, data: list[bytes]) -> float:
     with _connect(admin) as conn:
         conn.execute("DROP TABLE public.bench_floor")
     return seconds
+
+
+def floors(admin: str, data: list[bytes], runs: int) -> tuple[float, float | None, dict[str, list[float]]]:
+    """Median seconds of the generated-column floor and of the trigger floor (None without the trigger).
+
+    The two are timed alternately, ``runs`` times each, so that a neighbour's load on a shared machine weighs on
+    both alike; the samples are returned too.
+    """
+    trigger = has_vector_trigger(admin)
+    samples: dict[str, list[float]] = {"generated": [], "trigger": []}
+    for _ in range(max(1, runs)):
+        samples["generated"].append(round(floor(admin, data), 2))
+        if trigger:
+            samples["trigger"].append(round(floor(admin, data, trigger=True), 2))
+    generated_s = statistics.median(samples["generated"])
+    trigger_s = statistics.median(samples["trigger"]) if samples["trigger"] else None
+    return generated_s, trigger_s, samples
 
 
 class LagSampler(threading.Thread):
@@ -197,7 +236,7 @@ def one_shape(args: argparse.Namespace, replicas: int, jsonl: Path, data: list[b
             settings = dict(item.split("=", 1) for item in variant.split(","))
             _empty(admin)
             _set_wal(admin, settings)
-            floor_s = floor(admin, data)
+            floor_s, floor_trigger_s, floor_samples = floors(admin, data, args.floor_runs)
             with _connect(primary) as conn:
                 row = conn.execute("SELECT pg_current_wal_lsn()::text").fetchone()
                 wal_start = str(row[0]) if row else "0/0"
@@ -219,6 +258,10 @@ def one_shape(args: argparse.Namespace, replicas: int, jsonl: Path, data: list[b
             result = {
                 "replicas": replicas, "settings": variant, "pages": args.pages, "workers": args.workers,
                 "floor_s": round(floor_s, 1), "floor_pages_per_s": round(floor_rate, 1),
+                "floor_trigger_s": round(floor_trigger_s, 1) if floor_trigger_s else None,
+                "floor_trigger_pages_per_s": round(args.pages / floor_trigger_s, 1) if floor_trigger_s else None,
+                "floor_trigger_over_generated": round(floor_s / floor_trigger_s, 3) if floor_trigger_s else None,
+                "floor_samples_s": floor_samples,
                 "ingest_s": round(ingest_s, 1), "catch_up_after_s": round(after_s, 1),
                 "until_searchable_everywhere_s": round(total, 1),
                 "pages_per_s_until_searchable": round(rate, 1), "ratio_to_floor": round(rate / floor_rate, 3),
@@ -284,6 +327,9 @@ def main(rest: list[str]) -> int:
         help="server settings to compare, each 'name=value[,name=value]' (applied with ALTER SYSTEM)")
     parser.add_argument("--base-port", type=int, default=60432)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--floor-runs", type=int, default=1,
+        help="time each floor this many times, generated and trigger alternately; the medians are reported")
     parser.add_argument("--keep", action="store_true", help="keep the throwaway stacks")
     parser.add_argument("--jsonl", default="", help="reuse (or keep) the corpus JSONL at this path")
     parser.add_argument("--memory-mb", type=int, default=2048, help="RAM each node plans for")

@@ -19,7 +19,7 @@ document ids are assigned here, in a fixed order, and loaded explicitly.
 
 Loading (:func:`load`) COPYs municipalities and documents over one connection, then splits the documents in
 date order between worker processes that each generate their share of pages and COPY it over their own
-connection: the server computes the generated ``search_vector`` of every page, and that, not Python, is the
+connection: the server computes ``search_vector`` (its trigger) of every page, and that, not Python, is the
 expensive part, so parallel connections keep every core busy. ``python -m ops corpus`` calls :func:`main`.
 Callers use this package as one namespace (``corpus.plan``, ``corpus.load``).
 """

@@ -2,7 +2,7 @@
 
 Municipalities and documents go over one connection; the documents are then split in date order between
 worker processes that each generate their share of pages and COPY it over their own connection. The server
-computes every page's generated ``search_vector``, and that, not Python, is the expensive part, so parallel
+computes every page's ``search_vector`` (its trigger), and that, not Python, is the expensive part, so parallel
 connections keep every core busy.
 """
 

@@ -59,7 +59,7 @@ class Document:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Page:
-    """One row of ``meeting_page`` (without ``search_vector``, which the server generates)."""
+    """One row of ``meeting_page`` (without ``search_vector``, which the server's trigger computes)."""
 
     id: str
     meeting_date: dt.date

@@ -90,8 +90,8 @@ def _report(summary: IngestSummary) -> None:
     print(summary.summary())
     for note in summary.notes:
         print(f"  {note}")
-    for cut in summary.cut:
-        print(f"cut: {cut}", file=sys.stderr)
+    for partial in summary.partly_indexed:
+        print(f"warning: {partial}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -36,7 +36,8 @@ consistent either way, and a deadlock is retried once.
 Bad rows never stop a run: a row that breaks a rule (:mod:`ops.ingest.records`), a page number its document
 already has (checked here over the chunks in flight, and against stored pages in :mod:`ops.ingest.staging`),
 and a row the database refuses are skipped and reported with their position. A text whose search vector would
-be too large is cut by the rule of :mod:`ops.ingest.oversize` and reported as a warning.
+be too large is stored whole and indexed up to a prefix, by the rule of :mod:`ops.ingest.oversize`; the run
+reports it as a warning.
 
 Counts add up: ``read = inserted + updated + unchanged + superseded + skipped``, where ``superseded`` counts
 rows replaced by a later row for the same page key in the same chunk.
@@ -112,7 +113,8 @@ class IngestSummary:
     pending: list[str] = dataclasses.field(default_factory=list)  # left for a later run to attach
     analyzed: list[str] = dataclasses.field(default_factory=list)
     bad_rows: list[BadRow] = dataclasses.field(default_factory=list)
-    cut: list[BadRow] = dataclasses.field(default_factory=list)  # texts cut to fit a search vector (warnings)
+    # Pages stored whole whose search vector covers only a prefix of the text (warnings, not bad rows).
+    partly_indexed: list[BadRow] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
     two_phase: bool = False  # chunks committed whole with prepared transactions
 
@@ -299,15 +301,16 @@ class _Run:
         if seq % IN_FLIGHT == 0:
             self._recent = {k: v for k, v in self._recent.items() if v[0] > seq - 2 * IN_FLIGHT}
 
-    def _fit_text(self, checker: oversize.VectorCheck, row: PageRow, where: str) -> PageRow:
-        cut = checker.cut(row.text)
-        if cut is None:
-            return row
-        dropped = len(row.text) - len(cut)
-        self.summary.cut.append(
-            BadRow(where, f"text cut to {len(cut):,} characters ({dropped:,} dropped) to fit a search vector")
-        )
-        return dataclasses.replace(row, text=cut)
+    def _check_text(self, checker: oversize.VectorCheck, row: PageRow, where: str) -> None:
+        indexed = checker.indexed_chars(row.text)
+        if indexed is not None:
+            self.summary.partly_indexed.append(
+                BadRow(
+                    where,
+                    f"only the first {indexed:,} of {len(row.text):,} characters are searchable (the search "
+                    "vector of the whole text would be over PostgreSQL's 1 MB); the whole text is stored",
+                )
+            )
 
     def _feed(
         self, conn: Conn, router: newparts.Router, sources: Sequence[Source], workers: list[_Worker]
@@ -342,7 +345,8 @@ class _Run:
                             continue
                         if row.key in by_key:
                             self.summary.superseded += 1
-                        by_key[row.key] = (town, self._fit_text(checker, row, where), where)  # later row wins
+                        self._check_text(checker, row, where)
+                        by_key[row.key] = (town, row, where)  # later row wins
                     for key, (_, row, where) in list(by_key.items()):
                         problem = self._duplicate_page(seq, row)
                         if problem is not None:

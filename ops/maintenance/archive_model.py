@@ -39,7 +39,8 @@ ADVISORY_KEY = 0x63697661  # "civa": one archive run at a time across all hosts
 _NAME_RE = re.compile(r"^[a-z0-9_]{1,63}$")
 _AGE_RE = re.compile(r"(\d+)\s*([ymd])")
 # Order-independent: summing 64-bit slices of per-row md5s needs no sort and constant memory; search_vector is
-# left out because it is generated (pg_restore recomputes it) and adds nothing the text does not already fix.
+# left out because the text fixes it (the trigger of migration 0011 computes it from the text; the dump carries
+# the stored vector as data, and a table attached again gets the parent's trigger back).
 CHECKSUM_SQL = "SELECT count(*), coalesce(sum(('x' || left(md5(ROW({cols})::text), 16))::bit(64)::bigint), 0)::text FROM {tbl}"
 CHECKSUM_METHOD = (
     "count(*) and sum of the first 64 bits of md5(ROW(" + ", ".join(partitions.PAGE_COLUMNS) + ")::text)"
