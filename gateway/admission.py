@@ -11,6 +11,11 @@ Two signals close the door, and either is enough:
   fast and the requests already admitted keep their latency. The floor of ``min_in_flight`` keeps a worker
   serving when the lag comes from elsewhere (another process on the core).
 
+A request from a holder of a write token is admitted even past both bounds (``priority``): writes are few,
+rate-limited per token, and cannot simply be retried elsewhere the way a read can, so a crowd of anonymous
+readers must not be able to refuse them. Only a valid token counts: the check is the same hash comparison
+the endpoint makes.
+
 Past either bound a request is answered at once with 503, ``Retry-After`` and the code ``OVERLOADED``. Under
 ``serve`` the refusal happens in the HTTP protocol itself, as soon as the request head is parsed
 (``gateway.http_protocol``), before any task, routing or middleware exists for it; the endpoint checks again for
@@ -49,6 +54,9 @@ class Admission:
         self.refused = 0
         self.refused_for_lag = 0
         self.lag_ms = 0.0
+        #: Whether an ``Authorization`` header value belongs to a writer (set by the app; None: nobody has
+        #: priority). The HTTP protocol asks it before refusing early.
+        self.priority: Callable[[str], bool] | None = None
 
     def full(self) -> bool:
         """Whether a new request would be refused now (counts nothing)."""
@@ -66,9 +74,10 @@ class Admission:
         if self.on_refuse is not None:
             self.on_refuse(reason, stage)
 
-    def enter(self) -> bool | None:
-        """A ticket (True) when admitted, None when full. Pass the ticket back to :meth:`leave`."""
-        if self.full():
+    def enter(self, *, priority: bool = False) -> bool | None:
+        """A ticket (True) when admitted, None when full (a ``priority`` request is admitted regardless). Pass
+        the ticket back to :meth:`leave`."""
+        if not priority and self.full():
             self.refuse()
             return None
         self.in_flight += 1

@@ -227,6 +227,7 @@ def create_app(
         search_log=search_log,
         persisted=persisted,
     )
+    admission.priority = endpoint.is_writer
     once = singletons or Singletons(None)
 
     @asynccontextmanager

@@ -237,7 +237,7 @@ class GraphQLEndpoint:
                 media=media,
             ).send(send)
             return
-        ticket = self._admission.enter()
+        ticket = self._admission.enter(priority=self.is_writer(headers.get("authorization")))
         if ticket is None:
             await error_reply(
                 "the gateway is at capacity; retry shortly",
@@ -266,6 +266,10 @@ class GraphQLEndpoint:
         finally:
             self._admission.leave(ticket)
         await reply.send(send)
+
+    def is_writer(self, authorization: str | None) -> bool:
+        """Whether ``authorization`` (a header value) holds a valid token with write rights."""
+        return authorization is not None and self._tokens.viewer(authorization).can_write
 
     def _refused(self, code: str, started: float, trace_id: str | None, *, operation: str = "") -> None:
         """Count a request answered with an error before (or instead of) execution."""

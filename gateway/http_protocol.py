@@ -117,6 +117,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         admission, head, errors = current
         if not admission.full():
             return False
+        if admission.priority is not None:
+            authorization = next((v for n, v in self.headers if n == b"authorization"), None)
+            if authorization is not None and admission.priority(authorization.decode("latin-1")):
+                return False  # a writer is never refused for a crowd of readers (gateway.admission)
         if self.cycle is not None and not self.cycle.response_complete:
             return False  # a pipelined request behind one still running: leave the ordering to uvicorn
         admission.refuse("protocol")

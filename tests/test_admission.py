@@ -59,3 +59,13 @@ async def test_one_late_turn_does_not_close_the_door() -> None:
     await asyncio.sleep(0.001)
     assert 0 < admission.lag_ms < 50.0
     watcher.cancel()
+
+
+def test_a_priority_request_is_admitted_past_the_bounds_and_counted() -> None:
+    admission = Admission(max_in_flight=1, max_loop_lag_ms=30, min_in_flight=0)
+    held = admission.enter()
+    assert held and admission.enter() is None  # full for everybody else
+    writer = admission.enter(priority=True)
+    assert writer and admission.in_flight == 2  # admitted, and it counts while it runs
+    admission.lag_ms = 500.0
+    assert admission.enter(priority=True)  # a late loop does not refuse it either

@@ -142,6 +142,12 @@ def test_a_full_worker_refuses_in_the_protocol_and_keeps_the_connection(stack_la
             assert line["logger"] == "gateway.access" and line["trace_id"] == trace
             assert line["http.response.status_code"] == 503 and line["url.path"] == "/graphql"
             assert line["civic.refused"] == "protocol"
+            # A writer's request is never refused for a crowd: only a valid write token gives that priority.
+            token = stack_layout.dev_secret("dev-write-token")
+            forged = _exchange(crowd, _post(query, extra=b"Authorization: Bearer not-a-token\r\n"))
+            assert forged[0] == 503
+            writer = _exchange(crowd, _post(query, extra=f"Authorization: Bearer {token}\r\n".encode()))
+            assert writer[0] == 200 and json.loads(writer[2])["data"] == {"__typename": "Query"}
             # The refused request's body was read and dropped: the same connection still frames requests
             # correctly, and paths other than /graphql are never refused.
             assert _exchange(crowd, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200
