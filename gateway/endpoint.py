@@ -237,7 +237,8 @@ class GraphQLEndpoint:
                 media=media,
             ).send(send)
             return
-        ticket = self._admission.enter(priority=self.is_writer(headers.get("authorization")))
+        viewer = self._tokens.viewer(headers.get("authorization"))
+        ticket = self._admission.enter(priority=viewer.can_write)
         if ticket is None:
             await error_reply(
                 "the gateway is at capacity; retry shortly",
@@ -250,7 +251,7 @@ class GraphQLEndpoint:
             return
         try:
             async with asyncio.timeout(self._settings.request_timeout_s):
-                reply = await self._handle(scope, receive, headers, method, media, trace_id, started)
+                reply = await self._handle(scope, receive, headers, viewer, method, media, trace_id, started)
         except TimeoutError:
             reply = error_reply(
                 f"the request took longer than {self._settings.request_timeout_s:g} s; narrow it and retry",
@@ -302,6 +303,7 @@ class GraphQLEndpoint:
         scope: Scope,
         receive: Receive,
         headers: Headers,
+        viewer: Viewer,
         method: str,
         media: str,
         trace_id: str | None,
@@ -317,7 +319,6 @@ class GraphQLEndpoint:
             )
         except HeaderError as exc:
             raise RequestError(str(exc)) from None
-        viewer = self._tokens.viewer(headers.get("authorization"))
         # The same decision the compression middleware makes for every other response (gateway.compression).
         gzip_ok = self._compress_min > 0 and accepts_gzip(headers.get("accept-encoding"))
 

@@ -22,6 +22,7 @@ from ops import stack
 from ops.ingest import ingest_jsonl
 from ops.ingest.newparts import PENDING_TAG, PENDING_TRIGGER, create_pending
 from ops.ingest.oversize import CHECK_FROM_BYTES, VectorCheck
+from tests.fixtures_db import scratch_database
 from tests.test_ingest import page, town_id, towns, write_jsonl
 from tests.test_ingest_failures import overflowing_text
 
@@ -194,13 +195,7 @@ DB = "civic_index_prefix_test"
 @pytest.fixture()
 def before_0011(stack_layout: stack.StackLayout) -> Iterator[str]:
     """A database of its own on the test primary at the schema before 0011: 1,000 pages, a pending table."""
-    admin = f"host=127.0.0.1 port={stack_layout.node_ports[0]} dbname=postgres user=postgres connect_timeout=3"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))
-    dsn = admin.replace("dbname=postgres", f"dbname={DB}")
-    try:
-        runner.migrate(dsn, migrations=[m for m in runner.discover() if m.version < INDEX_PREFIX])
+    with scratch_database(stack_layout, DB, before=INDEX_PREFIX) as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             partitions.ensure_range(conn, dt.date(2018, 1, 1), dt.date(2019, 12, 31))
             conn.execute("INSERT INTO municipality (id, subdomain, name, state) VALUES (1, 'mig.zz', 'Mig', 'ZZ')")
@@ -228,9 +223,6 @@ def before_0011(stack_layout: stack.StackLayout) -> Iterator[str]:
             with pytest.raises(psycopg.errors.ProgramLimitExceeded):  # before 0011 the page cannot be written
                 conn.execute(_INSERT, ["big", dt.date(2019, 3, 3), 1, 1, overflowing_text()])
         yield dsn
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
 
 
 def test_the_migration_keeps_a_populated_database_s_vectors_and_then_maintains_them(before_0011: str) -> None:

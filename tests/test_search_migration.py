@@ -8,10 +8,10 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from migrations import partitions, runner
 from ops import stack
+from tests.fixtures_db import scratch_database
 from tests.helpers import eventually
 
 DB = "civic_migration_test"
@@ -21,13 +21,7 @@ STEMMING = 5  # the first migration of the stemming change
 @pytest.fixture()
 def old_schema(stack_layout: stack.StackLayout) -> Iterator[str]:
     """A database of its own on the test primary, at the schema before stemming, holding 2,000 pages."""
-    admin = f"host=127.0.0.1 port={stack_layout.node_ports[0]} dbname=postgres user=postgres connect_timeout=3"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DB)))
-    dsn = admin.replace("dbname=postgres", f"dbname={DB}")
-    try:
-        runner.migrate(dsn, migrations=[m for m in runner.discover() if m.version < STEMMING])
+    with scratch_database(stack_layout, DB, before=STEMMING) as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             partitions.ensure_range(conn, dt.date(2018, 1, 1), dt.date(2021, 12, 31))
             conn.execute("INSERT INTO municipality (id, subdomain, name, state) VALUES (1, 'mig.zz', 'Mig', 'ZZ')")
@@ -47,9 +41,6 @@ def old_schema(stack_layout: stack.StackLayout) -> Iterator[str]:
             ).fetchone()
             assert before == (2000,)  # the old vectors hold the word as written
         yield dsn
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(DB)))
 
 
 def test_migration_rebuilds_vectors_while_searches_run(old_schema: str) -> None:

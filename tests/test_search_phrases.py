@@ -14,6 +14,7 @@ from psycopg import sql
 from schema import search_sql
 from schema.search_sql import SearchSpec
 from tests.conftest import gql
+from tests.fixtures_db import add_town
 
 SEARCH = """
 query S($q: String!, $first: Int, $after: String, $last: Int, $before: String) {
@@ -42,23 +43,7 @@ PAGES.append(("ph-loose", dt.date(2011, 6, 1), "quillfeather and the permit " * 
 
 @pytest.fixture(scope="module")
 def phrased(admin_dsn: str) -> Iterator[None]:
-    with psycopg.connect(admin_dsn, autocommit=True, prepare_threshold=None) as conn:
-        town = conn.execute(
-            "INSERT INTO municipality (subdomain, name, state, kind) VALUES ('phraseton.zx', 'Phraseton', 'ZX', "
-            "'town') RETURNING id"
-        ).fetchone()[0]  # type: ignore[index]
-        for source_id, day, text in PAGES:
-            doc = conn.execute(
-                "INSERT INTO meeting_document (municipality_id, meeting_name, meeting_date, document_type) "
-                "VALUES (%s, %s, %s, 'minutes') RETURNING id",
-                [town, f"Board{source_id.replace('-', '')}", day],
-            ).fetchone()[0]  # type: ignore[index]
-            conn.execute(
-                "INSERT INTO meeting_page (id, meeting_date, document_id, municipality_id, document_type,"
-                " page_number, text) VALUES (%s, %s, %s, %s, 'minutes', 1, %s)",
-                [source_id, day, doc, town, text],
-            )
-        conn.execute("ANALYZE meeting_page")
+    add_town(admin_dsn, 'phraseton.zx', 'Phraseton', PAGES)
     yield
 
 

@@ -13,6 +13,7 @@ import pytest
 from schema import search_sql
 from schema.search import estimate_count, exact_forms
 from tests.conftest import gql
+from tests.fixtures_db import add_town
 
 SEARCH = """
 query S($q: String!, $order: SearchOrder, $first: Int, $after: String, $filter: SearchFilter) {
@@ -42,23 +43,7 @@ RANKED = [
 
 @pytest.fixture(scope="module")
 def crafted(admin_dsn: str) -> Iterator[None]:
-    with psycopg.connect(admin_dsn, autocommit=True, prepare_threshold=None) as conn:
-        town = conn.execute(
-            "INSERT INTO municipality (subdomain, name, state, kind) VALUES ('stemton.zx', 'Stemton', 'ZX', 'town') "
-            "RETURNING id"
-        ).fetchone()[0]  # type: ignore[index]
-        for source_id, day, text in [*PAGES, *RANKED]:
-            doc = conn.execute(
-                "INSERT INTO meeting_document (municipality_id, meeting_name, meeting_date, document_type) "
-                "VALUES (%s, %s, %s, 'minutes') RETURNING id",
-                [town, f"Board{source_id.replace('-', '')}", day],
-            ).fetchone()[0]  # type: ignore[index]
-            conn.execute(
-                "INSERT INTO meeting_page (id, meeting_date, document_id, municipality_id, document_type,"
-                " page_number, text) VALUES (%s, %s, %s, %s, 'minutes', 1, %s)",
-                [source_id, day, doc, town, text],
-            )
-        conn.execute("ANALYZE meeting_page")
+    add_town(admin_dsn, 'stemton.zx', 'Stemton', [*PAGES, *RANKED])
     yield
 
 

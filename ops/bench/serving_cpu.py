@@ -28,6 +28,7 @@ from graphql import build_schema, execute, parse
 import gateway
 from ops.common.gateway_process import GatewayProcess
 from ops.common.net import free_port
+from ops.common.procs import process_tree
 from ops.stack import PROJECT_DIR
 
 SEARCH_20 = """query Search20($q: String!, $to: Date) {
@@ -92,31 +93,20 @@ def _ticks() -> int:
     return os.sysconf("SC_CLK_TCK")
 
 
-def _proc_cpu_s(pid: int) -> tuple[float, int]:
-    """(user + system CPU seconds, parent pid) of one process, from /proc/<pid>/stat."""
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of one process, from /proc/<pid>/stat."""
     raw = Path(f"/proc/{pid}/stat").read_text()
     fields = raw.rsplit(")", 1)[1].split()
     # After the command name: state ppid ... utime(14) stime(15), counted from the state field as 0.
-    return (int(fields[11]) + int(fields[12])) / _ticks(), int(fields[1])
+    return (int(fields[11]) + int(fields[12])) / _ticks()
 
 
 def tree_cpu_s(root_pid: int) -> float:
     """CPU seconds used so far by ``root_pid`` and every live descendant."""
-    parents: dict[int, int] = {}
-    cpu: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        with contextlib.suppress(OSError, ValueError, IndexError):
-            cpu[int(entry)], parents[int(entry)] = _proc_cpu_s(int(entry))
     total = 0.0
-    for pid, value in cpu.items():
-        p = pid
-        while p > 1:
-            if p == root_pid:
-                total += value
-                break
-            p = parents.get(p, 0)
+    for pid in process_tree(root_pid):
+        with contextlib.suppress(OSError, ValueError, IndexError):  # a process that ended meanwhile
+            total += _proc_cpu_s(pid)
     return total
 
 
